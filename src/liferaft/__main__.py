@@ -1,0 +1,3 @@
+from liferaft.cli.main import entry
+
+entry()

@@ -1,0 +1,175 @@
+"""The one exception tree of liferaft.
+
+Each class's docstring is its message template (``str.format`` fields filled from the keyword
+arguments given when raising) and ``exit_code`` is what the ``liferaft`` command exits with. Codes
+are unique per class (a test keeps them so) and documented in README.md:
+0 ok, 1 warning, 2 any other error, 3-99 specific errors, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class LiferaftError(Exception):
+    """{detail}"""
+
+    exit_code: ClassVar[int] = 2
+
+    def __init__(self, detail: str = "", **fields: Any) -> None:
+        self.fields = {"detail": detail, **fields}
+        super().__init__(self.message)
+
+    @property
+    def message(self) -> str:
+        template = (type(self).__doc__ or "{detail}").strip()
+        try:
+            text = template.format(**self.fields)
+        except (KeyError, IndexError):
+            text = f"{template} {self.fields}"
+        detail = self.fields.get("detail")
+        if detail and "{detail}" not in template:
+            text = f"{text} ({detail})"
+        return text
+
+
+# --- repository ---------------------------------------------------------------------------------
+class RepositoryNotFound(LiferaftError):
+    """{location} is not a liferaft repository: create one with 'liferaft init' or check --repo / LIFERAFT_REPO"""
+
+    exit_code = 10
+
+
+class RepositoryNewerFormat(LiferaftError):
+    """the repository at {location} uses format {found} (features {features}); this liferaft reads format {supported}: upgrade liferaft"""
+
+    exit_code = 11
+
+
+class WrongPassword(LiferaftError):
+    """wrong password: no key of the repository at {location} opens with it; check LIFERAFT_PASSWORD or --password-file"""
+
+    exit_code = 12
+
+
+class NoPassword(LiferaftError):
+    """no password given: set LIFERAFT_PASSWORD, pass --password-file FILE, or run on a terminal to be asked"""
+
+    exit_code = 13
+
+
+class RepositoryExists(LiferaftError):
+    """a repository already exists at {location}: use it, or choose another --repo"""
+
+    exit_code = 14
+
+
+class SnapshotNotFound(LiferaftError):
+    """no snapshot matches '{name}': list them with 'liferaft snapshots'"""
+
+    exit_code = 15
+
+
+class AmbiguousSnapshot(LiferaftError):
+    """'{name}' matches {count} snapshots: give more characters of the id"""
+
+    exit_code = 16
+
+
+class CorruptRepository(LiferaftError):
+    """the repository is damaged: {detail}; run 'liferaft verify --read-data' to see everything affected"""
+
+    exit_code = 17
+
+
+class KeyManagementError(LiferaftError):
+    """{detail}"""
+
+    exit_code = 18
+
+
+class StoreError(LiferaftError):
+    """the repository's storage failed: {detail}"""
+
+    exit_code = 21
+
+
+class RepositoryFull(StoreError):
+    """the repository's storage is full ({detail}): nothing of this run was committed and the repository is consistent; free space or use another repository, then run again"""
+
+    exit_code = 20
+
+
+class ObjectMissing(StoreError):
+    """the repository object {name} is missing"""
+
+    exit_code = 22
+
+
+class StoreTransient(StoreError):
+    """the repository's storage did not answer: {detail}; try again"""
+
+    exit_code = 23
+
+
+# --- source -------------------------------------------------------------------------------------
+class SourceUnreadable(LiferaftError):
+    """cannot read the source {path}: {detail}"""
+
+    exit_code = 30
+
+
+class SourceInUse(LiferaftError):
+    """{path} is in use ({holder}): a plain copy of a source in use is not consistent; unmount or detach it first"""
+
+    exit_code = 31
+
+
+# --- target -------------------------------------------------------------------------------------
+class TargetError(LiferaftError):
+    """cannot write the target {path}: {detail}"""
+
+    exit_code = 40
+
+
+class TargetTooSmall(LiferaftError):
+    """the target {path} holds {target_size} bytes but the image needs {image_size}: use a target of at least {image_size} bytes"""
+
+    exit_code = 41
+
+
+class TargetLarger(LiferaftError):
+    """the target {path} ({target_size} bytes) is larger than the image ({image_size} bytes): pass --force to restore into its start anyway"""
+
+    exit_code = 42
+
+
+class TargetInUse(LiferaftError):
+    """the target {path} is in use ({detail}): unmount it and stop what holds it first"""
+
+    exit_code = 43
+
+
+class TargetExists(LiferaftError):
+    """the target file {path} exists: pass --force to overwrite it"""
+
+    exit_code = 44
+
+
+# --- checks -------------------------------------------------------------------------------------
+class VerifyFailed(LiferaftError):
+    """verification failed: {detail}"""
+
+    exit_code = 50
+
+
+class Interrupted(LiferaftError):
+    """interrupted: nothing of this run was committed and the repository is consistent; run the command again"""
+
+    exit_code = 130
+
+
+class UsageError(LiferaftError):
+    """{detail}"""
+
+    exit_code = 2

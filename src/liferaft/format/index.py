@@ -1,0 +1,87 @@
+"""Index records: where each chunk's blob lives.
+
+An index delta (one per backup session, write-once, sealed) and the local index cache share one
+entry layout, sorted by chunk id so that lookups are a binary search over fixed-size records:
+
+    chunk id (32) | pack number (u32) | offset (u64) | length (u32) | raw length (u32) | flags (u32)
+
+The pack number indexes the record's own table of pack ids (32 bytes each), which precedes the
+entries. Delta plaintext: INDEX_MAGIC | u32 packs | u32 entries | pack ids | entries. The cache file
+has the same body behind CACHE_MAGIC and is not encrypted (ids are keyed hashes and reveal nothing).
+"""
+
+from __future__ import annotations
+
+import mmap
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from liferaft.format import ID_SIZE, ChunkId, FormatError, PackId, check
+
+ENTRY = struct.Struct("<32sIQIII")
+HEADER = struct.Struct("<8sII")
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """A blob's place: which pack, where in it, its stored and plaintext sizes, its flags."""
+
+    pack: PackId
+    offset: int
+    length: int
+    raw_length: int
+    flags: int
+
+
+@dataclass(frozen=True, slots=True)
+class IndexTable:
+    """A parsed index body: pack ids, then entries sorted by chunk id."""
+
+    packs: tuple[PackId, ...]
+    entries: tuple[tuple[ChunkId, int, int, int, int, int], ...]
+
+    def location(self, i: int) -> tuple[ChunkId, Location]:
+        cid, pack_no, offset, length, raw, flags = self.entries[i]
+        return cid, Location(self.packs[pack_no], offset, length, raw, flags)
+
+
+def encode(magic: bytes, items: Iterable[tuple[ChunkId, Location]]) -> bytes:
+    """Index body for items (any order; duplicates keep the first)."""
+    packs: dict[PackId, int] = {}
+    rows: dict[ChunkId, tuple[int, int, int, int, int]] = {}
+    for cid, loc in items:
+        pack_no = packs.setdefault(loc.pack, len(packs))
+        rows.setdefault(cid, (pack_no, loc.offset, loc.length, loc.raw_length, loc.flags))
+    out = [HEADER.pack(magic, len(packs), len(rows)), *packs]
+    out += [ENTRY.pack(cid, *rows[cid]) for cid in sorted(rows)]
+    return b"".join(out)
+
+
+def header(data: bytes | memoryview | mmap.mmap, magic: bytes) -> tuple[int, int]:
+    """(pack count, entry count) of an index body, its size checked."""
+    check(len(data) >= HEADER.size, "index: too short")
+    found, npacks, nentries = HEADER.unpack_from(data)
+    check(found == magic, "index: bad magic")
+    want = HEADER.size + npacks * ID_SIZE + nentries * ENTRY.size
+    check(len(data) == want, f"index: {len(data)} bytes where {want} were expected")
+    return npacks, nentries
+
+
+def decode(data: bytes, magic: bytes) -> IndexTable:
+    npacks, _ = header(data, magic)
+    base = HEADER.size
+    packs = tuple(PackId(data[base + i * ID_SIZE : base + (i + 1) * ID_SIZE]) for i in range(npacks))
+    start = base + npacks * ID_SIZE
+    entries = tuple(ENTRY.iter_unpack(data[start:]))
+    previous = b""
+    for cid, pack_no, *_ in entries:
+        check(pack_no < npacks, "index: pack number out of range")
+        if cid <= previous:
+            raise FormatError("index: entries not sorted")
+        previous = cid
+    return IndexTable(packs, entries)
+
+
+def entries_from(table: IndexTable) -> Sequence[tuple[ChunkId, Location]]:
+    return [table.location(i) for i in range(len(table.entries))]

@@ -1,0 +1,34 @@
+"""The one place a store stack is composed from a repository location."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from liferaft.store.base import Store
+from liferaft.store.local import LocalStore
+from liferaft.store.memory import MemoryStore
+
+
+def _local(rest: str) -> Store:
+    return LocalStore(rest)
+
+
+def _memory(rest: str) -> Store:
+    return MemoryStore()
+
+
+SCHEMES: dict[str, Callable[[str], Store]] = {"file": _local, "memory": _memory}
+
+
+def open_store(location: str) -> Store:
+    """A store for 'file:///path', 'memory://' or a plain path (a local folder)."""
+    scheme, sep, rest = location.partition("://")
+    if not sep:
+        return LocalStore(location)
+    try:
+        factory = SCHEMES[scheme]
+    except KeyError:
+        from liferaft.errors import UsageError
+
+        raise UsageError(f"unknown repository scheme {scheme!r}: use a path or one of {sorted(SCHEMES)}") from None
+    return factory(rest)
