@@ -1,0 +1,35 @@
+"""Object names in the store: the repository's folder plan (docs/design.md, "Objects")."""
+
+from __future__ import annotations
+
+CONFIG = "config"
+KEYS = "keys"
+PACKS = "packs"
+INDEX = "index"
+SNAPSHOTS = "snapshots"
+SESSIONS = "sessions"
+
+
+def pack(pack_id: bytes) -> str:
+    h = pack_id.hex()
+    return f"{PACKS}/{h[:2]}/{h}"
+
+
+def key(key_id: str) -> str:
+    return f"{KEYS}/{key_id}"
+
+
+def index(delta_id: str) -> str:
+    return f"{INDEX}/{delta_id}"
+
+
+def snapshot(snapshot_id: str) -> str:
+    return f"{SNAPSHOTS}/{snapshot_id}"
+
+
+def session(session_id: bytes) -> str:
+    return f"{SESSIONS}/{session_id.hex()}"
+
+
+def leaf(name: str) -> str:
+    return name.rsplit("/", 1)[-1]

@@ -1,0 +1,238 @@
+"""Opening, creating and reading a repository: config, keys, snapshots, chunks.
+
+Writing a backup is ``repo.writer``; this module is the read side plus key management.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
+
+from liferaft.crypto import keys
+from liferaft.crypto.aead import AuthenticationFailed, Opener, Sealer
+from liferaft.crypto.ids import IdKey
+from liferaft.errors import (
+    AmbiguousSnapshot,
+    CorruptRepository,
+    KeyManagementError,
+    ObjectMissing,
+    RepositoryExists,
+    RepositoryNewerFormat,
+    RepositoryNotFound,
+    SnapshotNotFound,
+    WrongPassword,
+)
+from liferaft.format import FORMAT_VERSION, KNOWN_FEATURES, ChunkId, FormatError, SnapshotId
+from liferaft.format.chunkmap import decode_piece
+from liferaft.format.config import CHUNK_SIZE_DEFAULT, PACK_SIZE_DEFAULT, RepoConfig
+from liferaft.format.index import Location
+from liferaft.format.keyfile import KeyRecord
+from liferaft.format.snapshot import Snapshot
+from liferaft.repo import blobs, names
+from liferaft.repo.index import ChunkIndex, open_index
+from liferaft.store.base import Store
+
+SNAPSHOT_AD = b"liferaft snapshot"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    key_id: str
+    label: str
+    created: str
+    current: bool
+
+
+def _read_config(store: Store) -> RepoConfig:
+    try:
+        raw = store.get(names.CONFIG)
+    except ObjectMissing:
+        raise RepositoryNotFound(location=store.location) from None
+    try:
+        cfg = RepoConfig.from_bytes(raw)
+    except FormatError:
+        raise RepositoryNotFound(location=store.location) from None
+    unknown = set(cfg.features) - KNOWN_FEATURES
+    if cfg.version > FORMAT_VERSION or unknown:
+        raise RepositoryNewerFormat(
+            location=store.location, found=cfg.version, features=sorted(unknown) or "none", supported=FORMAT_VERSION
+        )
+    try:
+        cfg.validate()
+    except FormatError as exc:
+        raise CorruptRepository(str(exc)) from None
+    return cfg
+
+
+def default_cache_root() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "liferaft"
+
+
+class Repository:
+    def __init__(self, store: Store, config: RepoConfig, master: keys.MasterKey, key_id: str, cache_root: Path) -> None:
+        self.store = store
+        self.config = config
+        self.master = master
+        self.key_id = key_id
+        self.opener = Opener(master)
+        self.ids = IdKey(master.ids)
+        self.cache_dir = cache_root / config.repo_id.hex()
+
+    # --- life cycle ---------------------------------------------------------------------------
+    @classmethod
+    def init(
+        cls,
+        store: Store,
+        password: bytes,
+        cache_root: Path,
+        chunk_size: int = CHUNK_SIZE_DEFAULT,
+        compression_level: int = 3,
+        cost: keys.KdfCost | None = None,
+    ) -> Repository:
+        try:
+            store.get(names.CONFIG)
+        except ObjectMissing:
+            pass
+        else:
+            raise RepositoryExists(location=store.location)
+        cfg = RepoConfig(FORMAT_VERSION, (), os.urandom(16), chunk_size, PACK_SIZE_DEFAULT, compression_level)
+        try:
+            cfg.validate()
+        except FormatError as exc:
+            from liferaft.errors import UsageError
+
+            raise UsageError(str(exc).removeprefix("config: ")) from None
+        master = keys.MasterKey.generate()
+        record = keys.wrap(master, password, cfg.repo_id, "initial", cost)
+        key_id = hashlib.sha256(record.to_bytes()).hexdigest()[:16]
+        store.put(names.key(key_id), record.to_bytes())
+        store.sync()
+        store.put(names.CONFIG, cfg.to_bytes())  # last: a repository exists once its config does
+        store.sync()
+        return cls(store, cfg, master, key_id, cache_root)
+
+    @classmethod
+    def open(cls, store: Store, password: bytes, cache_root: Path) -> Repository:
+        cfg = _read_config(store)
+        for name in sorted(store.list(names.KEYS)):
+            try:
+                record = KeyRecord.from_bytes(store.get(name))
+            except FormatError:
+                continue
+            master = keys.unwrap(record, password, cfg.repo_id)
+            if master is not None:
+                return cls(store, cfg, master, names.leaf(name), cache_root)
+        raise WrongPassword(location=store.location)
+
+    def close(self) -> None:
+        self.store.close()
+
+    # --- keys ---------------------------------------------------------------------------------
+    def add_key(self, password: bytes, label: str, cost: keys.KdfCost | None = None) -> str:
+        record = keys.wrap(self.master, password, self.config.repo_id, label, cost)
+        key_id = hashlib.sha256(record.to_bytes()).hexdigest()[:16]
+        self.store.put(names.key(key_id), record.to_bytes())
+        self.store.sync()
+        return key_id
+
+    def list_keys(self) -> list[KeyInfo]:
+        out = []
+        for name in sorted(self.store.list(names.KEYS)):
+            try:
+                record = KeyRecord.from_bytes(self.store.get(name))
+            except FormatError:
+                continue
+            kid = names.leaf(name)
+            out.append(KeyInfo(kid, record.label, record.created, kid == self.key_id))
+        return out
+
+    def remove_key(self, key_id: str) -> None:
+        ids = [k.key_id for k in self.list_keys()]
+        matches = [k for k in ids if k.startswith(key_id)]
+        if len(matches) != 1:
+            raise KeyManagementError(f"no single key matches '{key_id}': see 'liferaft key list'")
+        if len(ids) == 1:
+            raise KeyManagementError("that is the repository's last key: add another before removing it")
+        if matches[0] == self.key_id:
+            raise KeyManagementError("that key is the one in use: open the repository with another password to remove it")
+        self.store.delete(names.key(matches[0]))
+
+    # --- index and chunks ---------------------------------------------------------------------
+    def open_index(self, cache_dir: Path | None = None) -> ChunkIndex:
+        return open_index(self.store, self.opener, cache_dir or self.cache_dir)
+
+    def read_chunk(self, cid: ChunkId, loc: Location, check_id: bool = False) -> bytes:
+        blob = self.store.get_range(names.pack(loc.pack), loc.offset, loc.length)
+        try:
+            data = blobs.open_chunk(self.opener, cid, blob, loc.flags, loc.raw_length)
+        except (AuthenticationFailed, zstandard.ZstdError) as exc:
+            raise CorruptRepository(f"chunk {cid.hex()[:16]} in pack {loc.pack.hex()[:16]} is damaged ({exc})") from None
+        if len(data) != loc.raw_length or (check_id and self.ids.chunk_id(data) != cid):
+            raise CorruptRepository(f"chunk {cid.hex()[:16]} in pack {loc.pack.hex()[:16]} does not match its id")
+        return data
+
+    def locate(self, index: ChunkIndex, cid: ChunkId) -> Location:
+        loc = index.lookup(cid)
+        if loc is None:
+            raise CorruptRepository(f"chunk {cid.hex()[:16]} is not in the index")
+        return loc
+
+    def chunk_map(self, snap: Snapshot, index: ChunkIndex) -> Iterator[ChunkId]:
+        """The snapshot's chunk ids in image order (ZERO_ID for zero chunks), piece by piece."""
+        count = 0
+        for pid in snap.map_pieces:
+            try:
+                piece = decode_piece(self.read_chunk(pid, self.locate(index, pid), check_id=True))
+            except FormatError as exc:
+                raise CorruptRepository(f"chunk map piece {pid.hex()[:16]} is unreadable ({exc})") from None
+            count += len(piece)
+            yield from piece
+        if count != snap.chunk_count:
+            raise CorruptRepository(f"the chunk map has {count} entries for {snap.chunk_count} chunks")
+
+    # --- snapshots ----------------------------------------------------------------------------
+    def snapshot_ids(self) -> list[SnapshotId]:
+        return [SnapshotId(names.leaf(n)) for n in self.store.list(names.SNAPSHOTS)]
+
+    def load_snapshot(self, sid: SnapshotId) -> Snapshot:
+        raw = self.store.get(names.snapshot(sid))
+        if hashlib.sha256(raw).hexdigest() != sid:
+            raise CorruptRepository(f"snapshot {sid[:12]} does not match its name")
+        try:
+            return Snapshot.from_bytes(self.opener.open(raw, SNAPSHOT_AD))
+        except (AuthenticationFailed, FormatError) as exc:
+            raise CorruptRepository(f"snapshot {sid[:12]} is unreadable ({exc})") from None
+
+    def snapshots(self) -> list[tuple[SnapshotId, Snapshot]]:
+        """Every snapshot, oldest first."""
+        found = [(sid, self.load_snapshot(sid)) for sid in self.snapshot_ids()]
+        return sorted(found, key=lambda item: (item[1].time, item[0]))
+
+    def resolve(self, name: str) -> SnapshotId:
+        """A snapshot id from 'latest' or a unique hex prefix."""
+        if name == "latest":
+            found = self.snapshots()
+            if not found:
+                raise SnapshotNotFound(name=name)
+            return found[-1][0]
+        if not re.fullmatch(r"[0-9a-f]{1,64}", name):
+            raise SnapshotNotFound(name=name)
+        matches = [sid for sid in self.snapshot_ids() if sid.startswith(name)]
+        if not matches:
+            raise SnapshotNotFound(name=name)
+        if len(matches) > 1:
+            raise AmbiguousSnapshot(name=name, count=len(matches))
+        return matches[0]
+
+    def save_snapshot(self, sealer: Sealer, snap: Snapshot) -> SnapshotId:
+        raw = sealer.seal(snap.to_bytes(), SNAPSHOT_AD)
+        sid = SnapshotId(hashlib.sha256(raw).hexdigest())
+        self.store.put(names.snapshot(sid), raw)
+        return sid
