@@ -1,0 +1,85 @@
+"""``liferaft key add|list|remove``: the passwords that open the repository."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+from liferaft.cli import render
+from liferaft.cli.context import Context
+from liferaft.errors import NoPassword, UsageError
+
+
+def add(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("key", parents=[common], help="manage the repository's passwords")
+    ks = p.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    a = ks.add_parser("add", parents=[common], help="add a password")
+    a.add_argument("--new-password-file", metavar="FILE", help="the new password (else $LIFERAFT_NEW_PASSWORD, else a prompt)")
+    a.add_argument("--label", default="", help="a note to tell keys apart")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(run=run_add)
+    lp = ks.add_parser("list", parents=[common], help="list the keys")
+    lp.add_argument("--json", action="store_true")
+    lp.set_defaults(run=run_list)
+    r = ks.add_parser("remove", parents=[common], help="remove a key (not the one in use, not the last)")
+    r.add_argument("key_id")
+    r.set_defaults(run=run_remove)
+
+
+def _new_password(args: argparse.Namespace) -> bytes:
+    if args.new_password_file:
+        try:
+            return Path(args.new_password_file).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read {args.new_password_file}: {exc.strerror}") from None
+    if "LIFERAFT_NEW_PASSWORD" in os.environ:
+        return os.environ["LIFERAFT_NEW_PASSWORD"].encode()
+    import getpass
+    import sys
+
+    if not sys.stdin.isatty():
+        raise NoPassword("for the new key: use --new-password-file or LIFERAFT_NEW_PASSWORD")
+    first = getpass.getpass("new password: ")
+    if getpass.getpass("again: ") != first:
+        raise UsageError("the passwords differ")
+    return first.encode()
+
+
+def run_add(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open()
+    try:
+        key_id = repo.add_key(_new_password(args), args.label)
+    finally:
+        repo.close()
+    if ctx.json:
+        render.print_json({"id": key_id})
+    else:
+        ctx.out.print(f"added key {key_id}")
+    return 0
+
+
+def run_list(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open()
+    try:
+        keys = repo.list_keys()
+    finally:
+        repo.close()
+    if ctx.json:
+        render.print_json([{"id": k.key_id, "label": k.label, "created": k.created, "current": k.current} for k in keys])
+        return 0
+    render.table(
+        ctx.out, ["", "id", "created", "label"], [["*" if k.current else "", k.key_id, k.created, k.label] for k in keys]
+    )
+    return 0
+
+
+def run_remove(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open()
+    try:
+        repo.remove_key(args.key_id)
+    finally:
+        repo.close()
+    ctx.out.print(f"removed key {args.key_id}")
+    return 0

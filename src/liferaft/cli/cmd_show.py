@@ -1,0 +1,37 @@
+"""``liferaft show SNAPSHOT``: one snapshot's facts."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from liferaft.cli import render
+from liferaft.cli.context import Context
+from liferaft.ops.snapshots import show
+
+
+def add(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("show", parents=[common], help="show one snapshot ('latest' or an id prefix)")
+    p.add_argument("snapshot")
+    p.add_argument("--json", action="store_true", help="print it as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open()
+    try:
+        info = show(repo, args.snapshot)
+    finally:
+        repo.close()
+    if ctx.json:
+        render.print_json(info)
+        return 0
+    stats = info.pop("stats")
+    for key in ("id", "time", "hostname", "source", "source_kind", "provider", "size", "chunk_size", "chunks", "image_digest"):
+        value = info[key]
+        if key in {"size", "chunk_size"}:
+            value = f"{render.size(value)} ({value} bytes)"
+        ctx.out.print(f"{key:>13}  {value}", highlight=False)
+    for key, value in sorted(stats.items()):
+        ctx.out.print(f"{key:>13}  {render.size(value) if key.endswith('bytes') else value}", highlight=False)
+    return 0

@@ -1,0 +1,46 @@
+"""``liferaft snapshots``: list the snapshots."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from liferaft.cli import render
+from liferaft.cli.context import Context
+from liferaft.ops.snapshots import list_snapshots
+
+
+def add(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("snapshots", parents=[common], help="list snapshots, oldest first")
+    p.add_argument("--json", action="store_true", help="print them as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open()
+    try:
+        rows = list_snapshots(repo)
+    finally:
+        repo.close()
+    if ctx.json:
+        render.print_json([r.as_dict() for r in rows])
+        return 0
+    render.table(
+        ctx.out,
+        ["id", "time", "host", "source", "provider", "size", "new", "stored"],
+        [
+            [
+                r.snapshot_id[:12],
+                r.time,
+                r.hostname,
+                r.source,
+                r.provider,
+                render.size(r.size),
+                render.size(r.new_bytes),
+                render.size(r.stored_bytes),
+            ]
+            for r in rows
+        ],
+    )
+    ctx.out.print(f"{len(rows)} snapshots")
+    return 0

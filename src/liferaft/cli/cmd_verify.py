@@ -1,0 +1,42 @@
+"""``liferaft verify [SNAPSHOT]``: check the repository's structure, or all its data."""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from liferaft.cli import render
+from liferaft.cli.context import Context
+from liferaft.cli.render import BarProgress
+from liferaft.errors import VerifyFailed
+from liferaft.ops.verify import verify
+
+
+def add(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("verify", parents=[common], help="check snapshots, index and packs")
+    p.add_argument("snapshot", nargs="?", help="only this snapshot's structure (default: all)")
+    p.add_argument("--read-data", action="store_true", help="also read every pack: decrypt every blob and recompute its id")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    repo = ctx.open()
+    try:
+        r = verify(repo, args.snapshot, args.read_data, BarProgress(ctx.err, not args.quiet))
+    finally:
+        repo.close()
+    if ctx.json:
+        render.print_json(r.as_dict())
+    else:
+        for e in r.errors:
+            ctx.out.print(f"error: {e}", highlight=False, markup=False)
+        what = f"{r.snapshots} snapshots, {r.chunks} chunk references"
+        if args.read_data:
+            what += f", {r.packs} packs ({render.size(r.bytes_read)}) read"
+        ctx.out.print(f"{'ok' if r.ok else 'FAILED'}: {what}; {len(r.errors)} errors, {r.seconds:.1f} s", highlight=False)
+        if r.unreferenced_packs:
+            ctx.out.print(f"{r.unreferenced_packs} packs are left from interrupted backups (not an error)")
+    if not r.ok:
+        raise VerifyFailed(f"{len(r.errors)} problems found")
+    return 0

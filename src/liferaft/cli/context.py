@@ -1,0 +1,68 @@
+"""What every command needs: the password, the repository location, the console."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import os
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from rich.console import Console
+
+from liferaft.errors import NoPassword, UsageError
+from liferaft.ops.repository import Defaults, open_default, open_repository
+from liferaft.repo.repository import Repository
+
+
+@dataclass
+class Context:
+    args: argparse.Namespace
+    out: Console
+    err: Console
+    defaults: Defaults
+
+    @property
+    def json(self) -> bool:
+        return bool(getattr(self.args, "json", False))
+
+    @property
+    def location(self) -> str | None:
+        return self.args.repo or os.environ.get("LIFERAFT_REPO") or None
+
+    def password(self, prompt: str = "repository password: ", confirm: bool = False) -> bytes | None:
+        """From --password-file, LIFERAFT_PASSWORD, or a prompt on a terminal; None if none."""
+        if self.args.password_file:
+            try:
+                return Path(self.args.password_file).read_bytes().rstrip(b"\r\n")
+            except OSError as exc:
+                raise UsageError(f"cannot read the password file {self.args.password_file}: {exc.strerror}") from None
+        env = os.environ.get("LIFERAFT_PASSWORD")
+        if env is not None:
+            return env.encode()
+        if sys.stdin.isatty():
+            first = getpass.getpass(prompt)
+            if confirm and getpass.getpass("again: ") != first:
+                raise UsageError("the passwords differ")
+            return first.encode()
+        return None
+
+    def require_password(self, prompt: str = "repository password: ", confirm: bool = False) -> bytes:
+        pw = self.password(prompt, confirm)
+        if pw is None:
+            raise NoPassword()
+        return pw
+
+    def open(self, create_default: bool = False) -> Repository:
+        """The repository named by --repo / LIFERAFT_REPO, else the embedded default."""
+        if self.location:
+            return open_repository(self.location, self.require_password())
+        repo, created = open_default(self.defaults, self.password(), create_default)
+        if created:
+            self.err.print(
+                f"created the default repository at {self.defaults.repository}; its password is in "
+                f"{self.defaults.password_file} unless you gave one: keep a copy of it elsewhere, "
+                "without it these backups cannot be restored"
+            )
+        return repo

@@ -1,0 +1,69 @@
+"""``liferaft``: the parser, and the one place errors become exit codes (README, "Exit codes")."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from rich.console import Console
+
+from liferaft import __version__
+from liferaft.cli import cmd_backup, cmd_init, cmd_key, cmd_restore, cmd_show, cmd_snapshots, cmd_verify
+from liferaft.cli.context import Context
+from liferaft.cli.memory import tune_allocator
+from liferaft.errors import Interrupted, LiferaftError
+from liferaft.ops.repository import Defaults
+
+COMMANDS = [cmd_init, cmd_backup, cmd_snapshots, cmd_show, cmd_restore, cmd_verify, cmd_key]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--repo",
+        "-r",
+        metavar="LOCATION",
+        help="repository (a folder); default: $LIFERAFT_REPO, else the embedded default repository",
+    )
+    common.add_argument(
+        "--password-file", metavar="FILE", help="read the password from FILE (else $LIFERAFT_PASSWORD, else a prompt)"
+    )
+    common.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
+    parser = argparse.ArgumentParser(prog="liferaft", description="Live disk-image backup and disaster recovery.")
+    parser.add_argument("--version", action="version", version=f"liferaft {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for cmd in COMMANDS:
+        cmd.add(sub, common)
+    return parser
+
+
+def _terminate(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    # on a pipe or file, do not cut tables and lines at 80 columns
+    out = Console(width=None if sys.stdout.isatty() else 200)
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+    ctx = Context(args, out, err, Defaults.for_user())
+    previous = signal.signal(signal.SIGTERM, _terminate)
+    try:
+        return int(args.run(args, ctx))
+    except KeyboardInterrupt:
+        err.print(f"liferaft: {Interrupted().message}", markup=False, highlight=False)
+        return Interrupted.exit_code
+    except LiferaftError as exc:
+        err.print(f"liferaft: {exc.message}", markup=False, highlight=False)
+        return exc.exit_code
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def entry() -> None:
+    tune_allocator()
+    sys.exit(main())

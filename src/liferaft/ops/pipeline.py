@@ -1,0 +1,43 @@
+"""An ordered, bounded parallel map: the shape of every per-chunk loop (backup, restore, verify).
+
+Jobs run on a thread pool (their per-byte steps release the GIL); results come back in input
+order. At most ``window`` jobs are submitted ahead of the oldest unfinished one; only ``workers``
+of them run at once, and a finished job holds just its small result, so memory is bounded whatever
+the input size, while a slow job does not leave the other workers idle. An
+error or Ctrl-C cancels what has not started and waits for what has, then propagates.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+def default_workers() -> int:
+    """One thread per core: the per-byte steps are CPU-bound C calls (more threads only contend).
+    Block devices read with O_DIRECT ask for more, to keep the device's queue full."""
+    return os.cpu_count() or 2
+
+
+def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> Iterator[R]:
+    workers = workers or default_workers()
+    window = workers * 16
+    pending: deque[Future[R]] = deque()
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="liferaft-io")
+    try:
+        for item in items:
+            pending.append(pool.submit(fn, item))
+            if len(pending) >= window:
+                yield pending.popleft().result()
+        while pending:
+            yield pending.popleft().result()
+    finally:
+        for fut in pending:
+            fut.cancel()
+        pool.shutdown(wait=True, cancel_futures=True)

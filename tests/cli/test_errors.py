@@ -1,0 +1,150 @@
+"""Every documented error through the CLI: its message says what to do, its exit code is stable,
+and the repository stays consistent."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from liferaft import errors
+from tests.conftest import PASSWORD, PYTHON, Result, sh, write_image
+
+
+def test_exit_codes_are_unique_and_documented() -> None:
+    classes = [c for c in vars(errors).values() if isinstance(c, type) and issubclass(c, errors.LiferaftError)]
+    specific = [c for c in classes if c.exit_code != 2]
+    codes = [c.exit_code for c in specific]
+    assert len(codes) == len(set(codes)), sorted(codes)
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    for c in specific:
+        assert f"| {c.exit_code} |" in readme, f"exit code {c.exit_code} ({c.__name__}) is not in README.md"
+
+
+def test_wrong_password(cli: Callable[..., Result], repo: Path) -> None:
+    r = cli("snapshots", password="not it", repo=repo)
+    assert r.code == 12
+    assert "wrong password" in r.err and "LIFERAFT_PASSWORD" in r.err
+
+
+def test_no_password(cli: Callable[..., Result], repo: Path) -> None:
+    r = cli("snapshots", password=None, repo=repo)
+    assert r.code == 13 and "LIFERAFT_PASSWORD" in r.err
+
+
+def test_not_a_repository(cli: Callable[..., Result], tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    r = cli("snapshots", repo=tmp_path / "empty")
+    assert r.code == 10 and "not a liferaft repository" in r.err and "liferaft init" in r.err
+
+
+def test_repository_of_newer_format(cli: Callable[..., Result], repo: Path) -> None:
+    cfg = json.loads((repo / "config").read_text())
+    cfg["version"] = 99
+    (repo / "config").write_text(json.dumps(cfg))
+    r = cli("snapshots", repo=repo)
+    assert r.code == 11 and "format 99" in r.err and "upgrade liferaft" in r.err
+
+
+def test_init_twice_is_refused(cli: Callable[..., Result], repo: Path) -> None:
+    before = sorted(p.name for p in (repo / "keys").iterdir())
+    r = cli("init", repo=repo)
+    assert r.code == 14 and "already exists" in r.err
+    assert sorted(p.name for p in (repo / "keys").iterdir()) == before
+
+
+def test_unknown_and_ambiguous_snapshot(cli: Callable[..., Result], repo: Path, tmp_path: Path) -> None:
+    r = cli("show", "latest", repo=repo)
+    assert r.code == 15 and "liferaft snapshots" in r.err
+    r = cli("restore", "deadbeef", str(tmp_path / "x.img"), repo=repo)
+    assert r.code == 15 and not (tmp_path / "x.img").exists()
+    src = tmp_path / "a.img"
+    for seed in range(12):  # enough snapshots that some share a first hex digit
+        write_image(src, 1 << 20, seed)
+        assert cli("backup", str(src), repo=repo).code == 0
+    ids = [s["id"] for s in json.loads(cli("snapshots", "--json", repo=repo).out)]
+    first = [i[0] for i in ids]
+    shared = next(c for c in first if first.count(c) > 1)
+    r = cli("show", shared, repo=repo)
+    assert r.code == 16 and "more characters" in r.err
+
+
+def test_unreadable_source(cli: Callable[..., Result], repo: Path, tmp_path: Path) -> None:
+    r = cli("backup", str(tmp_path / "missing.img"), repo=repo)
+    assert r.code == 30 and "missing.img" in r.err and "no such file" in r.err
+    r = cli("backup", str(tmp_path), repo=repo)
+    assert r.code == 30 and "not a block device or regular file" in r.err
+    assert json.loads(cli("snapshots", "--json", repo=repo).out) == []
+
+
+def test_target_refusals(cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "s.img"
+    write_image(src, 16 << 20)
+    assert cli("backup", str(src), repo=repo).code == 0
+    small = tmp_path / "small.img"
+    sh("truncate", "-s", "8M", str(small))
+    r = cli("restore", "latest", loopdev(small), repo=repo)
+    assert r.code == 41 and "at least 16777216 bytes" in r.err
+    large = tmp_path / "large.img"
+    sh("truncate", "-s", "32M", str(large))
+    dev = loopdev(large)
+    r = cli("restore", "latest", dev, repo=repo)
+    assert r.code == 42 and "--force" in r.err
+    assert cli("restore", "latest", dev, "--force", "--verify", repo=repo).code == 0
+    with open(dev, "rb") as f:
+        assert f.read(16 << 20) == src.read_bytes()
+    # a mounted target is refused
+    sh("mkfs.ext4", "-q", "-F", dev)
+    mnt = mount(dev, tmp_path / "m")
+    r = cli("restore", "latest", dev, "--force", repo=repo)
+    assert r.code == 43 and str(mnt) in r.err
+    assert (mnt / "lost+found").is_dir()  # untouched
+    # an existing file needs --force
+    existing = tmp_path / "exists.img"
+    existing.write_bytes(b"keep me")
+    r = cli("restore", "latest", str(existing), repo=repo)
+    assert r.code == 44 and existing.read_bytes() == b"keep me"
+
+
+def test_repository_disk_full(cli: Callable[..., Result], tmp_path: Path, loopdev, mount) -> None:  # type: ignore[no-untyped-def]
+    fs = tmp_path / "fs.img"
+    sh("truncate", "-s", "48M", str(fs))
+    dev = loopdev(fs)
+    sh("mkfs.ext4", "-q", "-F", "-m", "0", dev)
+    mnt = mount(dev, tmp_path / "small")
+    repo = mnt / "repo"
+    assert cli("init", repo=repo).code == 0
+    src = tmp_path / "big.img"
+    src.write_bytes(os.urandom(64 << 20))  # incompressible, larger than the filesystem
+    r = cli("backup", str(src), repo=repo)
+    assert r.code == 20 and "full" in r.err and "consistent" in r.err
+    assert not list((repo / "snapshots").glob("*")) if (repo / "snapshots").exists() else True
+    assert not [p for p in repo.rglob(".tmp-*")]
+    # the repository still works once there is room
+    small = tmp_path / "small.img"
+    write_image(small, 4 << 20)
+    assert cli("backup", str(small), repo=repo).code == 0
+    assert cli("verify", "--read-data", repo=repo).code == 0
+
+
+def test_interrupted_backup_exits_130_and_commits_nothing(repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "big.img"
+    src.write_bytes(os.urandom(256 << 20))
+    env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
+    p = subprocess.Popen(
+        [PYTHON, "-m", "liferaft", "backup", "--repo", str(repo), str(src)], env=env, stderr=subprocess.PIPE, text=True
+    )
+    time.sleep(1.5)
+    p.send_signal(signal.SIGINT)
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert "interrupted" in err and "consistent" in err
+    assert not list((repo / "snapshots").glob("*")) if (repo / "snapshots").exists() else True
+    check = subprocess.run(
+        [PYTHON, "-m", "liferaft", "verify", "--read-data", "--repo", str(repo)], env=env, capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
