@@ -18,6 +18,7 @@ from liferaft.cli.main import main
 from liferaft.crypto import keys
 
 PASSWORD = "correct horse battery staple"
+PYTHON = sys.executable
 FAST_KDF = keys.KdfCost(time_cost=1, memory_kib=8, parallelism=1)
 
 
@@ -103,6 +104,34 @@ def mount() -> Iterator[Callable[..., Path]]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
+@pytest.fixture
+def bad_sectors(tmp_path: Path) -> Iterator[Callable[[Path, int, int], Path]]:
+    """bad_sectors(backing, start, end) -> a file reading like backing but failing with EIO in
+    [start, end); served by FUSE, unmounted at teardown."""
+    import time
+
+    servers: list[tuple[subprocess.Popen[bytes], Path]] = []
+
+    def serve(backing: Path, start: int, end: int) -> Path:
+        where = tmp_path / f"bad{len(servers)}"
+        where.mkdir()
+        p = subprocess.Popen(
+            [PYTHON, "-m", "tests.badsectors", str(backing), str(where), str(start), str(end)], cwd=Path(__file__).parents[1]
+        )
+        servers.append((p, where))
+        for _ in range(100):
+            if (where / "disk.img").exists():
+                return where / "disk.img"
+            time.sleep(0.05)
+        raise RuntimeError("the bad-sector FUSE server did not start")
+
+    yield serve
+    for p, where in servers:
+        subprocess.run(["umount", "-l", str(where)], check=False, capture_output=True)
+        p.terminate()
+        p.wait(timeout=10)
+
+
 def write_image(path: Path, size: int, seed: int = 1) -> bytes:
     """A test image: random data, a compressible text region with a known secret, zeros."""
     import random
@@ -121,6 +150,3 @@ def write_image(path: Path, size: int, seed: int = 1) -> bytes:
     assert len(data) == size
     path.write_bytes(bytes(data))
     return bytes(data)
-
-
-PYTHON = sys.executable

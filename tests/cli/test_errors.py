@@ -81,6 +81,19 @@ def test_unreadable_source(cli: Callable[..., Result], repo: Path, tmp_path: Pat
     assert json.loads(cli("snapshots", "--json", repo=repo).out) == []
 
 
+def test_unreadable_sector_names_the_byte_and_commits_nothing(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, bad_sectors: Callable[[Path, int, int], Path]
+) -> None:
+    backing = tmp_path / "disk.img"
+    write_image(backing, 8 << 20)
+    disk = bad_sectors(backing, 5 * (1 << 20) + 4096, 5 * (1 << 20) + 8192)
+    r = cli("backup", str(disk), repo=repo)
+    assert r.code == 30
+    assert "I/O error at byte 5242880" in r.err and "unreadable sector" in r.err
+    assert json.loads(cli("snapshots", "--json", repo=repo).out) == []
+    assert cli("verify", "--read-data", repo=repo).code == 0
+
+
 def test_target_refusals(cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount) -> None:  # type: ignore[no-untyped-def]
     src = tmp_path / "s.img"
     write_image(src, 16 << 20)

@@ -18,18 +18,18 @@ def run(*args: str, repo: Path) -> subprocess.CompletedProcess[str]:
 
 def test_kill_9_at_many_points(repo: Path, tmp_path: Path) -> None:
     src = tmp_path / "disk.img"
-    # 160 MiB, mostly incompressible, so a run writes several packs and takes a few seconds
+    # 384 MiB, mostly incompressible, so a run writes a dozen packs and takes a few seconds
     with open(src, "wb") as f:
-        for i in range(160):
+        for i in range(384):
             f.write(os.urandom(1 << 20) if i % 5 else bytes(1 << 20))
     assert run("backup", str(src), repo=repo).returncode == 0  # something to dedup against
     with open(src, "r+b") as f:  # change most of it, so the next runs write packs again
-        for i in range(0, 160, 2):
+        for i in range(0, 384, 2):
             f.seek(i << 20)
             f.write(os.urandom(1 << 20))
     env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
     kills = 0
-    for delay in (0.3, 0.6, 0.9, 1.2, 1.6, 2.0, 2.5, 3.0):
+    for delay in (0.3, 0.5, 0.7, 0.9, 1.1, 1.4, 1.7, 2.0, 2.5, 3.0):
         p = subprocess.Popen(
             [PYTHON, "-m", "liferaft", "backup", "-q", "--repo", str(repo), str(src)],
             env=env,

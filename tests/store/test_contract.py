@@ -96,14 +96,16 @@ def test_local_disk_full_leaves_no_partial_object(tmp_path: Path, monkeypatch: p
     import os
 
     store = LocalStore(tmp_path)
-    real_write = os.write
+    real_pwrite = os.pwrite
 
-    def full(fd: int, data: object) -> int:
+    def full(fd: int, data: object, offset: int) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(os, "write", full)
+    monkeypatch.setattr(os, "pwrite", full)
     with pytest.raises(RepositoryFull):
         store.put("packs/aa/aabb", b"x" * 100)
-    monkeypatch.setattr(os, "write", real_write)
+    with pytest.raises(RepositoryFull):
+        store.put("packs/aa/aacc", b"x" * (8 << 20))  # the O_DIRECT path too
+    monkeypatch.setattr(os, "pwrite", real_pwrite)
     assert [p for p in tmp_path.rglob("*") if p.is_file()] == []
     assert list(store.list("packs")) == []

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         render.print_json(result)
     else:
         ctx.out.print(
-            f"created repository {str(result['id'])[:12]} at {result['location']} (chunk size {render.size(repo.config.chunk_size)})"
+            f"created repository {str(result['id'])[:12]} at {result['location']} "
+            f"(chunk size {render.size(repo.config.chunk_size)})"
         )
     return 0

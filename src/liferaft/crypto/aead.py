@@ -17,8 +17,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from liferaft.crypto.keys import MasterKey
-from liferaft.format import SESSION_ID_SIZE
-from liferaft.format.envelope import Envelope
+from liferaft.format import ENVELOPE_VERSION, SESSION_ID_SIZE
+from liferaft.format.envelope import HEADER_SIZE, Envelope
 
 _INFO = b"liferaft session key v1"
 
@@ -44,6 +44,13 @@ class Sealer:
         nonce = next(self._counter).to_bytes(12, "big")
         ct = self._aead.encrypt(nonce, plaintext, associated)
         return Envelope(self.session_id, nonce, ct).to_bytes()
+
+    def seal_into(self, plaintext: bytes | bytearray | memoryview, associated: bytes, out: memoryview) -> None:
+        """Seal straight into out, which must be exactly OVERHEAD + len(plaintext) bytes: the same
+        envelope as seal(), without allocating or copying the ciphertext."""
+        nonce = next(self._counter).to_bytes(12, "big")
+        out[:HEADER_SIZE] = bytes([ENVELOPE_VERSION]) + self.session_id + nonce
+        self._aead.encrypt_into(nonce, plaintext, associated, out[HEADER_SIZE:])
 
 
 class Opener:

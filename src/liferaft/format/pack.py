@@ -45,7 +45,7 @@ def trailer(footer_length: int) -> bytes:
     return TRAILER.pack(footer_length, PACK_TRAILER_MAGIC)
 
 
-def split(pack: bytes | bytearray) -> tuple[memoryview, memoryview]:
+def split(pack: bytes | bytearray | memoryview) -> tuple[memoryview, memoryview]:
     """(whole pack view, sealed footer) after checking magic and trailer."""
     view = memoryview(pack)
     check(len(view) >= HEADER_SIZE + TRAILER.size, "pack: too short")

@@ -8,9 +8,9 @@ The chunk map is written as deduplicated metadata pieces, then the snapshot comm
 from __future__ import annotations
 
 import socket
-from datetime import UTC, datetime
 import time
 from dataclasses import asdict, dataclass
+from datetime import UTC, datetime
 
 from liferaft.errors import Interrupted
 from liferaft.format import FLAG_META, ZERO_ID, ChunkId

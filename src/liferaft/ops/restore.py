@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 
 from liferaft.errors import Interrupted, VerifyFailed
 from liferaft.format import ZERO_ID, ChunkId
-from liferaft.ops.pipeline import ordered_map
+from liferaft.ops.pipeline import default_workers, ordered_map
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo.repository import Repository
 from liferaft.source.device import SourceReader
@@ -65,7 +65,9 @@ def restore(
 
         progress.start(f"restore {sid[:12]} to {target}", snap.size)
         try:
-            for i, n in enumerate(ordered_map(work, enumerate(repo.chunk_map(snap, index)), workers)):
+            # writes are O_DIRECT, so each waits for the disk: more threads keep it busy
+            jobs = ordered_map(work, enumerate(repo.chunk_map(snap, index)), workers or default_workers() + 2)
+            for i, n in enumerate(jobs):
                 written += n
                 zeros += n == 0
                 progress.advance(min(chunk, snap.size - i * chunk))

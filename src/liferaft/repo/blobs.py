@@ -1,4 +1,5 @@
-"""A chunk to a blob and back: zstd (one compressor per thread), then the session's AEAD.
+"""A chunk to a blob's plaintext and back: zstd (one compressor per thread); the session's AEAD
+seals it (into its pack, repo.packer) and opens it here.
 
 The chunk id is the associated data, so a blob cannot stand in for another chunk, and the id is
 recomputed from the plaintext on read where the caller asks (verify --read-data, restore).
@@ -10,7 +11,7 @@ import threading
 
 import zstandard
 
-from liferaft.crypto.aead import Opener, Sealer
+from liferaft.crypto.aead import Opener
 from liferaft.format import FLAG_ZSTD, ChunkId
 
 _local = threading.local()
@@ -31,12 +32,12 @@ def _decompressor() -> zstandard.ZstdDecompressor:
     return dec
 
 
-def seal_chunk(sealer: Sealer, cid: ChunkId, data: bytes | bytearray, level: int, flags: int = 0) -> tuple[bytes, int]:
-    """(sealed blob, flags): compressed when that shrinks it, stored raw otherwise."""
+def compress(data: bytes | bytearray, level: int, flags: int = 0) -> tuple[bytes | bytearray, int]:
+    """(what to seal, flags): zstd when that shrinks the chunk, the chunk itself otherwise."""
     packed = _compressor(level).compress(data)
     if len(packed) < len(data):
-        return sealer.seal(packed, cid), flags | FLAG_ZSTD
-    return sealer.seal(data, cid), flags
+        return packed, flags | FLAG_ZSTD
+    return data, flags
 
 
 def open_chunk(opener: Opener, cid: ChunkId, blob: bytes, flags: int, raw_length: int) -> bytes:

@@ -1,31 +1,41 @@
 """Packs: sealed blobs gathered into ~pack-size objects and uploaded by one background thread.
 
-Memory stays bounded: one pack filling, at most one waiting, one uploading (adders block while
-the queue is full). Before upload the footer is opened again and its entries checked against the
-pack; after upload the stored object is read back in ranges and must equal what was written.
-Only then do its blobs count (``locations``).
+Blobs are encrypted straight into a page-aligned pack buffer (a slot is reserved under a lock,
+then filled without it), so a chunk's ciphertext is never copied. Buffers come from a pool of
+three, reused from pack to pack: one filling, one waiting, one uploading. Adders block while none
+is free, which bounds memory. Before upload the footer is opened again and its entries checked
+against the pack; after upload the stored object is read back in ranges and must equal what was
+written. Only then do its blobs count (``locations``).
 """
 
 from __future__ import annotations
 
+import mmap
 import queue
 import threading
+from dataclasses import dataclass, field
 
 import blake3
 
 from liferaft.crypto.aead import Opener, Sealer
 from liferaft.errors import CorruptRepository, LiferaftError
-from liferaft.format import PACK_MAGIC, ChunkId, PackId
+from liferaft.format import PACK_MAGIC, ChunkId, PackId, envelope
 from liferaft.format import pack as fmt
 from liferaft.format.index import Location
 from liferaft.repo import names
 from liferaft.store.base import Store
 
 FOOTER_AD = b"liferaft pack footer"
-READBACK_RANGE = 8 * 1024 * 1024
+READBACK_RANGE = 2 * 1024 * 1024
+"""Small enough that its buffers come from the heap, not fresh (page-faulting) mmaps."""
+MAX_ENTRIES = 16384
+"""Blobs per pack at most, so that the footer always fits the buffer's reserve."""
+FOOTER_RESERVE = fmt.COUNT.size + MAX_ENTRIES * fmt.FOOTER_ENTRY.size + envelope.OVERHEAD + fmt.TRAILER.size
+POOL = 3
+_PAGE = mmap.PAGESIZE
 
 
-def check_footer(opener: Opener, data: bytes | bytearray) -> list[fmt.PackEntry]:
+def check_footer(opener: Opener, data: bytes | bytearray | memoryview) -> list[fmt.PackEntry]:
     """The entries of a whole pack's footer, checked to tile its blob area."""
     view, sealed = fmt.split(data)
     entries = fmt.decode_footer(opener.open(sealed, FOOTER_AD))
@@ -33,14 +43,27 @@ def check_footer(opener: Opener, data: bytes | bytearray) -> list[fmt.PackEntry]
     return entries
 
 
+@dataclass(eq=False)
+class _Pack:
+    buf: mmap.mmap
+    used: int = len(PACK_MAGIC)
+    pending: int = 0
+    """Slots reserved but not yet filled."""
+    full: bool = False
+    entries: list[fmt.PackEntry] = field(default_factory=list)
+
+
 class Packer:
-    def __init__(self, store: Store, sealer: Sealer, opener: Opener, pack_size: int) -> None:
+    def __init__(self, store: Store, sealer: Sealer, opener: Opener, pack_size: int, max_blob: int) -> None:
         self._store, self._sealer, self._opener = store, sealer, opener
         self._pack_size = pack_size
+        capacity = -(-(pack_size + max_blob + envelope.OVERHEAD + FOOTER_RESERVE) // _PAGE) * _PAGE
+        self._free: queue.Queue[mmap.mmap] = queue.Queue()
+        for _ in range(POOL):
+            self._free.put(mmap.mmap(-1, capacity))
         self._lock = threading.Lock()
-        self._buf = bytearray(PACK_MAGIC)
-        self._entries: list[fmt.PackEntry] = []
-        self._queue: queue.Queue[tuple[bytearray, list[fmt.PackEntry]] | None] = queue.Queue(maxsize=1)
+        self._current: _Pack | None = None
+        self._ready: queue.Queue[_Pack | None] = queue.Queue()
         self._error: BaseException | None = None
         self.locations: list[tuple[ChunkId, Location]] = []
         self.packs_written = 0
@@ -48,25 +71,38 @@ class Packer:
         self._thread = threading.Thread(target=self._upload_loop, name="liferaft-packer", daemon=True)
         self._thread.start()
 
-    def add(self, cid: ChunkId, blob: bytes, raw_length: int, flags: int) -> None:
+    def add(self, cid: ChunkId, plaintext: bytes | bytearray, raw_length: int, flags: int) -> int:
+        """Seal plaintext (the chunk, compressed or not) into the current pack; its stored size."""
         self._raise_pending()
-        full = None
+        size = envelope.OVERHEAD + len(plaintext)
         with self._lock:
-            self._entries.append(fmt.PackEntry(cid, len(self._buf), len(blob), raw_length, flags))
-            self._buf += blob
-            if len(self._buf) >= self._pack_size:
-                full = (self._buf, self._entries)
-                self._buf, self._entries = bytearray(PACK_MAGIC), []
-        if full is not None:
-            self._put(full)
+            if self._current is None:
+                self._current = _Pack(self._take_buffer())
+                self._current.buf[: len(PACK_MAGIC)] = PACK_MAGIC
+            pack = self._current
+            offset = pack.used
+            pack.used += size
+            pack.pending += 1
+            pack.entries.append(fmt.PackEntry(cid, offset, size, raw_length, flags))
+            if pack.used >= self._pack_size or len(pack.entries) >= MAX_ENTRIES:
+                pack.full, self._current = True, None
+        try:
+            with memoryview(pack.buf) as view:
+                self._sealer.seal_into(plaintext, cid, view[offset : offset + size])
+        finally:
+            with self._lock:
+                pack.pending -= 1
+                ready = pack.full and pack.pending == 0
+            if ready:
+                self._ready.put(pack)
+        return size
 
-    def _put(self, item: tuple[bytearray, list[fmt.PackEntry]] | None) -> None:
+    def _take_buffer(self) -> mmap.mmap:
         while True:
             self._raise_pending()
             try:
-                self._queue.put(item, timeout=0.5)
-                return
-            except queue.Full:
+                return self._free.get(timeout=0.5)
+            except queue.Empty:
                 continue
 
     def _raise_pending(self) -> None:
@@ -74,60 +110,52 @@ class Packer:
             raise self._error
 
     def finish(self) -> list[tuple[ChunkId, Location]]:
-        """Upload what is left, wait for the uploader, and return every stored blob's location."""
+        """Upload what is left, wait for the uploader, and return every stored blob's location.
+        Call when no add() is running any more."""
         with self._lock:
-            last = (self._buf, self._entries) if self._entries else None
-            self._buf, self._entries = bytearray(PACK_MAGIC), []
+            last, self._current = self._current, None
         if last is not None:
-            self._put(last)
-        self._put(None)
+            self._ready.put(last)
+        self._ready.put(None)
         self._thread.join()
         self._raise_pending()
         return self.locations
 
     def abort(self) -> None:
-        """Stop the uploader without waiting for pending packs (they are simply never referenced)."""
+        """Stop the uploader without uploading pending packs (they are simply never referenced)."""
         if self._error is None:
             self._error = LiferaftError("aborted")
-        try:
-            while True:
-                self._queue.get_nowait()
-        except queue.Empty:
-            pass
-        self._queue.put(None)
+        self._ready.put(None)
         self._thread.join()
 
     def _upload_loop(self) -> None:
-        while (item := self._queue.get()) is not None:
-            buf, entries = item
-            del item  # the pack's buffer must not outlive its upload
+        while (pack := self._ready.get()) is not None:
             if self._error is None:
                 try:
-                    self._upload(buf, entries)
+                    self._upload(pack)
                 except BaseException as exc:  # handed to the adding threads
                     self._error = exc
-            del buf, entries
+            self._free.put(pack.buf)
+            del pack
 
-    def _upload(self, buf: bytearray, entries: list[fmt.PackEntry]) -> None:
-        footer = self._sealer.seal(fmt.encode_footer(entries), FOOTER_AD)
-        buf += footer
-        buf += fmt.trailer(len(footer))
-        check_footer(self._opener, buf)
-        pack_id = PackId(blake3.blake3(buf, max_threads=blake3.blake3.AUTO).digest())
-        name = names.pack(pack_id)
-        self._store.put(name, buf)
-        size = len(buf)
-        try:  # read back in ranges and compare with what was meant to be stored
-            for offset in range(0, size, READBACK_RANGE):
-                n = min(READBACK_RANGE, size - offset)
-                # bytearray == bytes is a memcmp (a memoryview comparison would go item by item)
-                if buf[offset : offset + n] != self._store.get_range(name, offset, n):
-                    raise CorruptRepository(f"pack {pack_id.hex()} did not read back as written")
-            if self._store.size(name) != size:
-                raise CorruptRepository(f"pack {pack_id.hex()} has the wrong size after upload")
-        finally:
-            buf.clear()
-        for e in entries:
+    def _upload(self, pack: _Pack) -> None:
+        buf, at = pack.buf, pack.used
+        footer = self._sealer.seal(fmt.encode_footer(pack.entries), FOOTER_AD)
+        tail = footer + fmt.trailer(len(footer))
+        buf[at : at + len(tail)] = tail
+        size = at + len(tail)
+        with memoryview(buf) as whole, whole[:size] as view:
+            check_footer(self._opener, view)
+            pack_id = PackId(blake3.blake3(view, max_threads=blake3.blake3.AUTO).digest())
+            name = names.pack(pack_id)
+            self._store.put(name, view)
+        for offset in range(0, size, READBACK_RANGE):  # read back and compare with what was meant
+            n = min(READBACK_RANGE, size - offset)
+            if buf[offset : offset + n] != self._store.get_range(name, offset, n):
+                raise CorruptRepository(f"pack {pack_id.hex()} did not read back as written")
+        if self._store.size(name) != size:
+            raise CorruptRepository(f"pack {pack_id.hex()} has the wrong size after upload")
+        for e in pack.entries:
             self.locations.append((e.chunk_id, Location(pack_id, e.offset, e.length, e.raw_length, e.flags)))
         self.packs_written += 1
         self.bytes_written += size

@@ -78,7 +78,8 @@ class BackupWriter:
         self._claimed: set[ChunkId] = set()
         self._lock = threading.Lock()
         self.lease = Lease(repo, self.sealer, command)
-        self.packer = Packer(repo.store, self.sealer, repo.opener, repo.config.pack_size)
+        max_blob = repo.config.chunk_size + 1024  # zstd's worst case is raw + a frame header
+        self.packer = Packer(repo.store, self.sealer, repo.opener, repo.config.pack_size, max_blob)
         self.new_chunks = 0
         self.new_bytes = 0
         self.stored_bytes = 0
@@ -93,12 +94,12 @@ class BackupWriter:
             if cid in self._claimed:
                 return False
             self._claimed.add(cid)
-        blob, flags = blobs.seal_chunk(self.sealer, cid, data, self.level, flags)
-        self.packer.add(cid, blob, len(data), flags)
+        plain, flags = blobs.compress(data, self.level, flags)
+        stored = self.packer.add(cid, plain, len(data), flags)
         with self._lock:
             self.new_chunks += 1
             self.new_bytes += len(data)
-            self.stored_bytes += len(blob)
+            self.stored_bytes += stored
         return True
 
     def commit(self, snap: Snapshot) -> SnapshotId:

@@ -1,5 +1,7 @@
 """Reading a source: block devices with O_DIRECT into page-aligned buffers (so the bytes are
-what is on the device, not a stale page cache), image files with plain positional reads.
+what is on the device, not a stale page cache), image files with positional reads through the
+page cache (measured: O_DIRECT on files saves CPU but loses the kernel's readahead, and was
+slower), holes in image files not at all.
 
 Reads are os.preadv/os.pread, which release the GIL, so a pool of threads reads in parallel.
 """
@@ -46,19 +48,19 @@ class SourceReader:
             is_device = stat.S_ISBLK(st.st_mode)
             if not (is_device or stat.S_ISREG(st.st_mode)):
                 raise SourceUnreadable(path=path, detail="not a block device or regular file")
-            flags = os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECT if is_device else 0)
-            self.fd = os.open(path, flags)
+            self.direct = is_device
+            self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECT if is_device else 0))
         except FileNotFoundError:
             raise SourceUnreadable(path=path, detail="no such file or device") from None
         except PermissionError:
             raise SourceUnreadable(path=path, detail="permission denied (run as root for devices)") from None
         except OSError as exc:
             raise SourceUnreadable(path=path, detail=exc.strerror or str(exc)) from None
-        self.direct = is_device
+        self.is_device = is_device
         size = _size_of(self.fd, is_device)
         self.info = SourceInfo(path, "device" if is_device else "file", size if limit is None else min(size, limit))
         self._local = threading.local()
-        if not is_device:
+        if not self.direct:
             os.posix_fadvise(self.fd, 0, 0, os.POSIX_FADV_SEQUENTIAL)
 
     @property
@@ -68,7 +70,7 @@ class SourceReader:
     def is_hole(self, index: int) -> bool:
         """True when chunk index of an image file lies wholly in a hole (reads as zeros, need not
         be read at all); always False for devices. Uses SEEK_DATA, so it costs no data I/O."""
-        if self.direct:
+        if self.is_device:
             return False
         offset = index * self.chunk_size
         try:

@@ -1,0 +1,29 @@
+# Shared by the benchmark scripts (sourced).
+
+need() { # need COMMAND DEBIAN_PACKAGE: install the package when the command is missing
+  command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }
+}
+
+prng() { # prng SEED BYTES: deterministic pseudo-random bytes on stdout
+  (openssl enc -aes-128-ctr -nosalt -pass "pass:$1" -pbkdf2 -iter 1 </dev/zero 2>/dev/null || true) | head -c "$2"
+}
+
+partition_loop() { # partition_loop IMG N: a loop device over partition N of IMG (this kernel's
+  # loop driver may not scan partition tables, so each partition gets its own offset device)
+  local start sectors
+  read -r start sectors < <(partx -g -o START,SECTORS -n "$2" "$1")
+  losetup -f --show --offset $((start * 512)) --sizelimit $((sectors * 512)) "$1"
+}
+
+measure() { # measure TOOL STEP STORED_PATH CMD...: run CMD on cold caches, print one table row
+  #   tool step wall_s cpu_s rss_mib stored_mib
+  local tool=$1 step=$2 stored=$3 tf wall u s rss mib=-; shift 3
+  sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+  tf=$(mktemp); /usr/bin/time -o "$tf" -f '%e %U %S %M' "$@" >/dev/null 2>"$tf.err" || {
+    echo "$tool $step failed:" >&2; cat "$tf.err" >&2; }
+  read -r wall u s rss < <(tail -n 1 "$tf"); rm -f "$tf" "$tf.err"
+  [ "$stored" != - ] && mib=$(( $(du -sb "$stored" | cut -f1) / 1048576 ))
+  printf '%-16s %-10s %8.2f %8.2f %8d %8s\n' "$tool" "$step" "$wall" "$(python3 -c "print($u + $s)")" $((rss / 1024)) "$mib"
+}
+
+header() { printf '%-16s %-10s %8s %8s %8s %8s\n' tool step wall_s cpu_s rss_mib stored_mib; }
