@@ -1,0 +1,86 @@
+"""The embedded default repository, keys, and damage that verify and restore must catch."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from liferaft.ops.repository import Defaults
+from tests.conftest import Result, write_image
+
+
+@pytest.fixture
+def defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Defaults:
+    d = Defaults(tmp_path / "default" / "repository", tmp_path / "default" / "password")
+    monkeypatch.setattr(Defaults, "for_user", classmethod(lambda cls: d))
+    return d
+
+
+def test_first_backup_creates_the_default_repository(cli: Callable[..., Result], defaults: Defaults, tmp_path: Path) -> None:
+    src = tmp_path / "disk.img"
+    data = write_image(src, 6 << 20)
+    r = cli("backup", str(src), password=None)
+    assert r.code == 0, r.err
+    assert "created the default repository" in r.err and str(defaults.password_file) in r.err
+    assert (defaults.repository / "config").exists()
+    assert defaults.password_file.stat().st_mode & 0o777 == 0o600
+    # later runs find it and its password with no options at all
+    assert cli("backup", str(src), password=None).code == 0
+    listing = json.loads(cli("snapshots", "--json", password=None).out)
+    assert len(listing) == 2
+    out = tmp_path / "out.img"
+    assert cli("restore", "latest", str(out), "--verify", password=None).code == 0
+    assert out.read_bytes() == data
+    # a user-given password still works for the default repository
+    pw = defaults.password_file.read_text().strip()
+    assert cli("snapshots", password=pw).code == 0
+    assert cli("snapshots", password="wrong").code == 12
+
+
+def test_default_repository_with_a_chosen_password(cli: Callable[..., Result], defaults: Defaults, tmp_path: Path) -> None:
+    src = tmp_path / "disk.img"
+    write_image(src, 2 << 20)
+    assert cli("backup", str(src), password="mine").code == 0
+    assert not defaults.password_file.exists()
+    r = cli("snapshots", password=None)
+    assert r.code == 13
+
+
+def test_keys_add_list_remove(cli: Callable[..., Result], repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LIFERAFT_NEW_PASSWORD", "second")
+    r = cli("key", "add", "--label", "laptop", "--json", repo=repo)
+    assert r.code == 0, r.err
+    new_id = json.loads(r.out)["id"]
+    keys = json.loads(cli("key", "list", "--json", repo=repo).out)
+    assert len(keys) == 2 and {k["label"] for k in keys} == {"initial", "laptop"}
+    assert cli("snapshots", password="second", repo=repo).code == 0
+    # the key in use cannot be removed, nor the last one
+    r = cli("key", "remove", new_id, password="second", repo=repo)
+    assert r.code == 18 and "in use" in r.err
+    assert cli("key", "remove", new_id[:8], repo=repo).code == 0
+    assert cli("snapshots", password="second", repo=repo).code == 12
+    only = json.loads(cli("key", "list", "--json", repo=repo).out)[0]["id"]
+    r = cli("key", "remove", only, repo=repo)
+    assert r.code == 18 and ("last key" in r.err or "in use" in r.err)
+
+
+def test_damaged_pack_is_found_by_verify_and_refused_by_restore(cli: Callable[..., Result], repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "disk.img"
+    write_image(src, 8 << 20, seed=9)
+    assert cli("backup", str(src), repo=repo).code == 0
+    assert cli("verify", "--read-data", repo=repo).code == 0
+    pack = max((p for p in (repo / "packs").rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+    raw = bytearray(pack.read_bytes())
+    raw[len(raw) // 3] ^= 0xFF  # one flipped byte inside a blob
+    pack.write_bytes(bytes(raw))
+    assert cli("verify", repo=repo).code == 0  # structure is intact
+    r = cli("verify", "--read-data", repo=repo)
+    assert r.code == 50 and "does not match its name" in r.out
+    r = cli("restore", "latest", str(tmp_path / "out.img"), repo=repo)
+    assert r.code == 17 and "damaged" in r.err
+    pack.unlink()
+    r = cli("verify", repo=repo)
+    assert r.code == 50 and "missing" in r.out
