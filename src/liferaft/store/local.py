@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import errno
 import mmap
 import os
@@ -35,6 +36,16 @@ def _pwrite_all(fd: int, view: memoryview, offset: int) -> None:
         view, offset = view[n:], offset + n
 
 
+def _page_aligned(view: memoryview) -> bool:
+    """Whether a writable buffer starts on a page boundary (O_DIRECT can write it as it is)."""
+    if view.readonly or not view.c_contiguous:
+        return False
+    anchor = ctypes.c_char.from_buffer(view)
+    address = ctypes.addressof(anchor)
+    del anchor  # release the export at once, so the caller can release the view
+    return address % _ALIGN == 0
+
+
 def _write_all(fd: int, path: Path, view: memoryview) -> None:
     """Write view to the empty file fd: its aligned bulk with O_DIRECT from a page-aligned buffer
     when it is large, the rest (and everything on filesystems without O_DIRECT) buffered."""
@@ -46,15 +57,18 @@ def _write_all(fd: int, path: Path, view: memoryview) -> None:
             bulk = 0  # e.g. tmpfs
         else:
             try:
-                buf: mmap.mmap | None = getattr(_local, "buf", None)
-                step = 8 * 1024 * 1024
-                if buf is None:
-                    buf = _local.buf = mmap.mmap(-1, step)
-                for at in range(0, bulk, step):
-                    n = min(step, bulk - at)
-                    buf[:n] = view[at : at + n]
-                    with memoryview(buf) as aligned:
-                        _pwrite_all(dfd, aligned[:n], at)
+                if _page_aligned(view):  # e.g. a pack buffer: write it as it is
+                    _pwrite_all(dfd, view[:bulk], 0)
+                else:  # through a page-aligned bounce buffer
+                    buf: mmap.mmap | None = getattr(_local, "buf", None)
+                    step = 8 * 1024 * 1024
+                    if buf is None:
+                        buf = _local.buf = mmap.mmap(-1, step)
+                    for at in range(0, bulk, step):
+                        n = min(step, bulk - at)
+                        buf[:n] = view[at : at + n]
+                        with memoryview(buf) as aligned:
+                            _pwrite_all(dfd, aligned[:n], at)
             finally:
                 os.close(dfd)
     _pwrite_all(fd, view[bulk:], bulk)
