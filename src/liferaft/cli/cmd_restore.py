@@ -17,6 +17,9 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("target", help="image file (created sparse) or block device (not mounted)")
     p.add_argument("--force", action="store_true", help="overwrite an existing file; restore into the start of a larger device")
     p.add_argument("--verify", action="store_true", help="read the target back and check it against the backup's image digest")
+    p.add_argument("--partition", type=int, metavar="N", help="restore only partition N (see 'liferaft show')")
+    p.add_argument("--discard", action="store_true", help="discard free blocks on a device instead of zeroing them")
+    p.add_argument("--delta", action="store_true", help="the target holds an older state: write only the chunks that differ")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
@@ -24,15 +27,21 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     repo = ctx.open()
     try:
-        r = restore(repo, args.snapshot, args.target, args.force, args.verify, BarProgress(ctx.err, not args.quiet))
+        r = restore(
+            repo, args.snapshot, args.target, args.force, args.verify, BarProgress(ctx.err, not args.quiet),
+            partition=args.partition, discard=args.discard, delta=args.delta,
+        )  # fmt: skip
     finally:
         repo.close()
     if ctx.json:
         render.print_json(r.as_dict())
         return 0
+    what = f"partition {r.partition} of {r.snapshot_id[:12]}" if r.partition is not None else r.snapshot_id[:12]
+    read = f"{r.chunks_read} chunks read and compared, " if args.delta else ""
     ctx.out.print(
-        f"restored {r.snapshot_id[:12]} to {r.target}: {render.size(r.size)}, {r.chunks_written} chunks written, "
-        f"{r.zero_chunks} zero chunks, {r.seconds:.1f} s" + ("; verified: identical to the backup" if r.verified else ""),
+        f"restored {what} to {r.target}: {render.size(r.size)}; {read}{r.chunks_written} chunks written "
+        f"({render.size(r.bytes_written)}), {r.zero_chunks} zero, {r.free_chunks} free; {r.seconds:.1f} s"
+        + ("; verified: identical to the backup" if r.verified else ""),
         highlight=False,
     )
     return 0

@@ -34,4 +34,26 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.print(f"{key:>13}  {value}", highlight=False)
     for key, value in sorted(stats.items()):
         ctx.out.print(f"{key:>13}  {render.size(value) if key.endswith('bytes') else value}", highlight=False)
+    layout = info.get("layout") or {}
+    if layout:
+        ctx.out.print(f"\npartition table: {layout.get('table', 'none')}", highlight=False)
+        kinds = {p["number"]: p for p in layout.get("partitions", [])}
+        rows = []
+        for r in layout.get("regions", []):
+            p = kinds.get(r["number"], {})
+            rows.append(
+                [
+                    str(r["number"]) if r["number"] else "-",
+                    render.size(r["start"]),
+                    render.size(r["size"]),
+                    p.get("name", ""),
+                    p.get("type", ""),
+                    r["filesystem"] or "?",
+                    r["label"],
+                    r["uuid"],
+                    render.size(r["used"]),
+                    r["imaged"],
+                ]
+            )
+        render.table(ctx.out, ["#", "start", "size", "name", "type", "fs", "label", "uuid", "used", "imaged"], rows)
     return 0

@@ -37,6 +37,10 @@ SnapshotId = NewType("SnapshotId", str)
 
 ZERO_ID = ChunkId(b"\x00" * ID_SIZE)
 """Chunk-map marker: the chunk is all zeros and nothing is stored for it."""
+FREE_ID = ChunkId(b"\xff" * ID_SIZE)
+"""Chunk-map marker: the chunk holds only free filesystem blocks; nothing was read or stored, and
+a restore leaves a hole, discards or zeroes it."""
+UNSTORED = frozenset({ZERO_ID, FREE_ID})
 
 # Blob flags, as kept in pack footers and index entries.
 FLAG_ZSTD = 1

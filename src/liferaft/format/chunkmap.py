@@ -2,7 +2,8 @@
 
 Each piece (CHUNKMAP_MAGIC | u32 count | ids) is stored as a deduplicated metadata blob, so
 unchanged regions of a disk cost nothing in the next snapshot (as PBS's fixed index does).
-ZERO_ID marks an all-zero chunk that is not stored.
+ZERO_ID marks an all-zero chunk, FREE_ID a chunk of only free filesystem blocks; neither is
+stored.
 """
 
 from __future__ import annotations

@@ -28,6 +28,8 @@ class Snapshot:
     image_digest: bytes
     stats: dict[str, Any] = field(default_factory=dict)
     """Facts of the run (bytes read, new, stored, seconds); informative, never trusted."""
+    layout: dict[str, Any] = field(default_factory=dict)
+    """The partition table and per-partition facts (docs/design.md, "Snapshot")."""
 
     @property
     def chunk_count(self) -> int:
@@ -47,6 +49,7 @@ class Snapshot:
                 "map": [p.hex() for p in self.map_pieces],
                 "image_digest": self.image_digest.hex(),
                 "stats": self.stats,
+                "layout": self.layout,
             }
         )
 
@@ -72,6 +75,7 @@ class Snapshot:
             map_pieces=map_pieces,
             image_digest=canonical.hexfield(obj, "image_digest", ID_SIZE, "snapshot"),
             stats=canonical.field(obj, "stats", dict, "snapshot"),
+            layout=canonical.field(obj, "layout", dict, "snapshot"),
         )
         check(snap.size >= 0 and snap.chunk_size > 0, "snapshot: bad sizes")
         return snap

@@ -1,19 +1,24 @@
-"""Restore: rebuild a snapshot's image onto an image file or a block device.
+"""Restore: rebuild a snapshot's image, or one partition of it, onto an image file or a device.
 
-Chunks are fetched, opened and written in parallel; zero chunks become holes in files and are
-zeroed on devices. With ``verify`` the target is read back afterwards and its image digest must
-equal the one recorded at backup time.
+Chunks are fetched, opened and written in parallel. Zero and free chunks become holes in files;
+on devices zero chunks are zeroed, free ones discarded with ``discard`` (else zeroed). ``delta``
+restores onto a target that already holds an older state: each target chunk is read and hashed,
+and only chunks whose id differs are fetched and written. ``verify`` reads the target back and
+checks every chunk against the snapshot (free chunks excepted: their content is not part of it).
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass
+from typing import Any
 
-from liferaft.errors import Interrupted, VerifyFailed
-from liferaft.format import ZERO_ID, ChunkId
+from liferaft.errors import Interrupted, UsageError, VerifyFailed
+from liferaft.format import FREE_ID, UNSTORED, ZERO_ID, ChunkId
+from liferaft.format.snapshot import Snapshot
 from liferaft.ops.pipeline import default_workers, ordered_map
 from liferaft.ops.progress import NoProgress, Progress
+from liferaft.repo.index import ChunkIndex
 from liferaft.repo.repository import Repository
 from liferaft.source.device import SourceReader
 from liferaft.source.target import TargetWriter
@@ -24,14 +29,37 @@ class RestoreResult:
     snapshot_id: str
     target: str
     size: int
+    partition: int | None
+    chunks_read: int
+    """Target chunks read and hashed (delta restore)."""
     chunks_written: int
     zero_chunks: int
+    free_chunks: int
     bytes_written: int
     verified: bool
     seconds: float
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    index: int
+    cid: ChunkId
+    lo: int
+    """Absolute image range of this chunk that is restored: [lo, hi)."""
+    hi: int
+    at: int
+    """Where lo lands on the target."""
+
+
+def partition_range(snap: Snapshot, number: int) -> tuple[int, int]:
+    for p in snap.layout.get("partitions", []):
+        if p.get("number") == number and p.get("type") not in ("0x05", "0x0f", "0x85"):
+            return int(p["start"]), int(p["start"]) + int(p["size"])
+    numbers = [p.get("number") for p in snap.layout.get("partitions", [])]
+    raise UsageError(f"the snapshot has no partition {number} (it has: {numbers or 'none'})")
 
 
 def restore(
@@ -42,67 +70,137 @@ def restore(
     verify: bool = False,
     progress: Progress | None = None,
     workers: int | None = None,
+    partition: int | None = None,
+    discard: bool = False,
+    delta: bool = False,
 ) -> RestoreResult:
     progress = progress or NoProgress()
     started = time.monotonic()
     sid = repo.resolve(name)
     snap = repo.load_snapshot(sid)
+    lo, hi = (0, snap.size) if partition is None else partition_range(snap, partition)
     index = repo.open_index()
-    chunk = snap.chunk_size
     try:
-        writer = TargetWriter(target, snap.size, force)
-        written = zeros = 0
-
-        def work(item: tuple[int, ChunkId]) -> int:
-            i, cid = item
-            length = min(chunk, snap.size - i * chunk)
-            if cid == ZERO_ID:
-                writer.zero(i * chunk, length)
-                return 0
-            data = repo.read_chunk(cid, repo.locate(index, cid))
-            writer.write(i * chunk, data)
-            return len(data)
-
-        progress.start(f"restore {sid[:12]} to {target}", snap.size)
-        try:
-            # writes are O_DIRECT, so each waits for the disk: more threads keep it busy
-            jobs = ordered_map(work, enumerate(repo.chunk_map(snap, index)), workers or default_workers() + 2)
-            for i, n in enumerate(jobs):
-                written += n
-                zeros += n == 0
-                progress.advance(min(chunk, snap.size - i * chunk))
-            writer.finish()
-        except KeyboardInterrupt:
-            raise Interrupted("the target holds a partial image") from None
-        finally:
-            writer.close()
-            progress.finish()
+        writer = TargetWriter(target, hi - lo, force, existing=delta)
+        stats = _write(repo, snap, index, writer, lo, hi, progress, workers, discard, delta)
         if verify:
-            got = image_digest(repo, target, snap.size, progress, workers)
-            if got != snap.image_digest:
-                raise VerifyFailed(f"the restored image at {target} differs from the backup (digest mismatch)")
+            bad = _verify(repo, snap, index, target, lo, hi, progress, workers)
+            if bad:
+                raise VerifyFailed(f"{bad} chunks of {target} differ from the backup")
     finally:
         index.close()
-    return RestoreResult(sid, target, snap.size, snap.chunk_count - zeros, zeros, written, verify, time.monotonic() - started)
+    return RestoreResult(
+        sid, target, hi - lo, partition, stats["read"], stats["written"], stats["zero"], stats["free"],
+        stats["bytes"], verify, time.monotonic() - started,
+    )  # fmt: skip
 
 
-def image_digest(repo: Repository, path: str, size: int, progress: Progress, workers: int | None = None) -> bytes:
-    """The image digest of the first size bytes of path, read back from the disk."""
-    reader = SourceReader(path, repo.config.chunk_size, limit=size)
-    digest = repo.ids.digest()
-    progress.start(f"verify {path}", size)
+def _jobs(repo: Repository, snap: Snapshot, index: ChunkIndex, lo: int, hi: int) -> Any:
+    chunk = snap.chunk_size
+    for i, cid in enumerate(repo.chunk_map(snap, index)):
+        a, b = max(lo, i * chunk), min(hi, (i + 1) * chunk, snap.size)
+        if a < b:
+            yield _Job(i, cid, a, b, a - lo)
+
+
+def _write(
+    repo: Repository, snap: Snapshot, index: ChunkIndex, writer: TargetWriter, lo: int, hi: int,
+    progress: Progress, workers: int | None, discard: bool, delta: bool,
+) -> dict[str, int]:  # fmt: skip
+    chunk = snap.chunk_size
+    reader = SourceReader(writer.path, chunk, limit=hi - lo) if delta else None
+    aligned = lo % chunk == 0
+
+    def current(job: _Job) -> bytes | bytearray:
+        assert reader is not None
+        if aligned:
+            return reader.read((job.at) // chunk)
+        return reader.read_at(job.at, job.hi - job.lo)
+
+    def work(job: _Job) -> tuple[str, int]:
+        """(what happened, bytes written) for one chunk."""
+        n = job.hi - job.lo
+        if job.cid == FREE_ID:
+            if not delta:
+                if discard:
+                    writer.discard(job.at, n)
+                else:
+                    writer.zero(job.at, n)
+            return "free", 0
+        whole = job.hi - job.lo == min(chunk, snap.size - job.index * chunk)
+        if delta:
+            have = current(job)
+            if job.cid == ZERO_ID:
+                if have.count(0) == len(have):
+                    return "read", 0
+                writer.zero(job.at, n)
+                return "zero", n
+            if whole and repo.ids.chunk_id(have) == job.cid:
+                return "read", 0
+        elif job.cid == ZERO_ID:
+            writer.zero(job.at, n)
+            return "zero", 0
+        data = repo.read_chunk(job.cid, repo.locate(index, job.cid))
+        part = data[job.lo - job.index * chunk : job.hi - job.index * chunk]
+        if delta and not whole and bytes(have) == part:
+            return "read", 0
+        writer.write(job.at, part)
+        return "written", n
+
+    stats = {"read": 0, "written": 0, "zero": 0, "free": 0, "bytes": 0}
+    progress.start(f"restore to {writer.path}", hi - lo)
     try:
-        if reader.info.size < size:
-            raise VerifyFailed(f"{path} is shorter than the image")
-        for cid, n in ordered_map(lambda i: _id_of(repo, reader, i), range(reader.chunk_count), workers):
-            digest.update(cid)
-            progress.advance(n)
+        for what, n in ordered_map(work, _jobs(repo, snap, index, lo, hi), workers or default_workers() + 2):
+            if delta:
+                stats["read"] += what != "free"
+            if what in ("written", "zero") and n:
+                stats["written"] += 1
+            stats["zero"] += what == "zero"
+            stats["free"] += what == "free"
+            stats["bytes"] += n
+            progress.advance(max(n, 1) if n else 0)
+        writer.finish()
+    except KeyboardInterrupt:
+        raise Interrupted("the target holds a partial image") from None
+    finally:
+        writer.close()
+        if reader is not None:
+            reader.close()
+        progress.finish()
+    return stats
+
+
+def _verify(
+    repo: Repository, snap: Snapshot, index: ChunkIndex, target: str, lo: int, hi: int, progress: Progress,
+    workers: int | None,
+) -> int:  # fmt: skip
+    """Chunks of the target that differ from the snapshot (free chunks are not compared)."""
+    chunk = snap.chunk_size
+    reader = SourceReader(target, chunk, limit=hi - lo)
+    aligned = lo % chunk == 0
+
+    def check(job: _Job) -> bool:
+        if job.cid == FREE_ID:
+            return True
+        n = job.hi - job.lo
+        have = reader.read(job.at // chunk) if aligned else reader.read_at(job.at, n)
+        if len(have) != n:
+            return False
+        whole = n == min(chunk, snap.size - job.index * chunk)
+        if whole and job.cid not in UNSTORED:
+            return repo.ids.chunk_id(have) == job.cid
+        if job.cid == ZERO_ID:
+            return have.count(0) == n
+        data = repo.read_chunk(job.cid, repo.locate(index, job.cid))
+        return bytes(have) == data[job.lo - job.index * chunk : job.hi - job.index * chunk]
+
+    progress.start(f"verify {target}", hi - lo)
+    bad = 0
+    try:
+        for ok in ordered_map(check, _jobs(repo, snap, index, lo, hi), workers):
+            bad += not ok
+            progress.advance(chunk)
     finally:
         progress.finish()
         reader.close()
-    return digest.finish(size)
-
-
-def _id_of(repo: Repository, reader: SourceReader, i: int) -> tuple[bytes, int]:
-    data = reader.read(i)
-    return repo.ids.chunk_id(data), len(data)
+    return bad

@@ -61,4 +61,5 @@ def show(repo: Repository, name: str) -> dict[str, Any]:
         "chunks": snap.chunk_count,
         "image_digest": snap.image_digest.hex(),
         "stats": snap.stats,
+        "layout": snap.layout,
     }

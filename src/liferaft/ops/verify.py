@@ -19,7 +19,7 @@ import zstandard
 
 from liferaft.crypto.aead import AuthenticationFailed
 from liferaft.errors import LiferaftError
-from liferaft.format import ZERO_ID, FormatError, PackId, SnapshotId
+from liferaft.format import UNSTORED, FormatError, PackId, SnapshotId
 from liferaft.ops.pipeline import ordered_map
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo import blobs, names
@@ -75,7 +75,7 @@ def _check_snapshot(
     try:
         snap = repo.load_snapshot(sid)
         for cid in [*snap.map_pieces, *repo.chunk_map(snap, index)]:
-            if cid == ZERO_ID:
+            if cid in UNSTORED:
                 continue
             loc = index.lookup(cid)
             if loc is None:

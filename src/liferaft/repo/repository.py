@@ -185,7 +185,7 @@ class Repository:
         return loc
 
     def chunk_map(self, snap: Snapshot, index: ChunkIndex) -> Iterator[ChunkId]:
-        """The snapshot's chunk ids in image order (ZERO_ID for zero chunks), piece by piece."""
+        """The snapshot's chunk ids in image order (ZERO_ID / FREE_ID markers), piece by piece."""
         count = 0
         for pid in snap.map_pieces:
             try:

@@ -67,6 +67,23 @@ class SourceReader:
     def chunk_count(self) -> int:
         return -(-self.info.size // self.chunk_size)
 
+    def read_at(self, offset: int, length: int) -> bytes:
+        """Bytes at any offset (fewer at the end of the source): for parsing partition tables
+        and filesystem metadata. O_DIRECT alignment is handled here."""
+        length = max(0, min(length, self.info.size - offset))
+        if length == 0 or offset < 0:
+            return b""
+        try:
+            if not self.direct:
+                return os.pread(self.fd, length, offset)
+            start = offset - offset % mmap.PAGESIZE
+            span = -(-(offset + length - start) // mmap.PAGESIZE) * mmap.PAGESIZE
+            with mmap.mmap(-1, span) as buf:
+                got = os.preadv(self.fd, [buf], start)
+                return buf[offset - start : min(offset - start + length, got)]
+        except OSError as exc:
+            raise SourceUnreadable(path=self.path, detail=f"{exc.strerror} at byte {offset}") from None
+
     def is_hole(self, index: int) -> bool:
         """True when chunk index of an image file lies wholly in a hole (reads as zeros, need not
         be read at all); always False for devices. Uses SEEK_DATA, so it costs no data I/O."""

@@ -22,14 +22,19 @@ from liferaft.source.device import BLKGETSIZE64
 from liferaft.source.usage import in_use
 
 BLKZEROOUT = 0x127F
+BLKDISCARD = 0x1277
 ZERO_BLOCK = bytes(1 << 20)
 DIRECT_ALIGN = 4096
 
 
 class TargetWriter:
-    def __init__(self, path: str, image_size: int, force: bool = False) -> None:
+    def __init__(self, path: str, image_size: int, force: bool = False, existing: bool = False) -> None:
+        """existing: write into what the target holds (delta restore): it must exist, and a
+        file is neither truncated nor treated as holes."""
         self.path = path
         self.image_size = image_size
+        self.fresh = False
+        """A file created (or truncated) here: unwritten ranges already read as zeros."""
         try:
             st: os.stat_result | None = os.stat(path)
         except FileNotFoundError:
@@ -40,6 +45,8 @@ class TargetWriter:
         try:
             if self.is_device:
                 self._open_device(force)
+            elif existing:
+                self._open_existing_file(st, force)
             else:
                 self._open_file(st, force)
         except OSError as exc:
@@ -75,6 +82,16 @@ class TargetWriter:
                 raise TargetExists(path=self.path)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
         os.ftruncate(self.fd, self.image_size)
+        self.fresh = True
+
+    def _open_existing_file(self, st: os.stat_result | None, force: bool) -> None:
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise TargetError(path=self.path, detail="a delta restore needs an existing image file or device")
+        if st.st_size < self.image_size:
+            raise TargetTooSmall(path=self.path, target_size=st.st_size, image_size=self.image_size)
+        if st.st_size > self.image_size and not force:
+            raise TargetLarger(path=self.path, target_size=st.st_size, image_size=self.image_size)
+        self.fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
 
     def write(self, offset: int, data: bytes) -> None:
         n = len(data)
@@ -99,14 +116,29 @@ class TargetWriter:
             view.release()
 
     def zero(self, offset: int, length: int) -> None:
-        """Make [offset, offset+length) read as zeros: a hole in a fresh file, zeroed on a device."""
-        if not self.is_device:
+        """Make [offset, offset+length) read as zeros: nothing to do in a fresh file (a hole),
+        BLKZEROOUT on a device, zeros written otherwise."""
+        if self.fresh:
             return
-        try:
-            fcntl.ioctl(self.fd, BLKZEROOUT, struct.pack("<QQ", offset, length))
-        except OSError:
-            for at in range(offset, offset + length, len(ZERO_BLOCK)):
-                self._pwrite(self.fd, memoryview(ZERO_BLOCK)[: min(len(ZERO_BLOCK), offset + length - at)], at)
+        if self.is_device:
+            try:
+                fcntl.ioctl(self.fd, BLKZEROOUT, struct.pack("<QQ", offset, length))
+                return
+            except OSError:
+                pass  # not supported here: write the zeros
+        for at in range(offset, offset + length, len(ZERO_BLOCK)):
+            self._pwrite(self.fd, memoryview(ZERO_BLOCK)[: min(len(ZERO_BLOCK), offset + length - at)], at)
+
+    def discard(self, offset: int, length: int) -> None:
+        """Free blocks: discarded on a device (BLKDISCARD; zeroed where that fails), a hole in a
+        fresh file. Discarded blocks may read back as anything, so they are not verified."""
+        if self.is_device:
+            try:
+                fcntl.ioctl(self.fd, BLKDISCARD, struct.pack("<QQ", offset, length))
+                return
+            except OSError:
+                pass
+        self.zero(offset, length)
 
     def finish(self) -> None:
         try:

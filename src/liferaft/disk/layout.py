@@ -1,0 +1,162 @@
+"""Partition tables: MBR (primary, extended and logical partitions) and GPT (primary header,
+falling back to the backup header, each CRC-checked; protective MBR).
+
+Everything outside the partitions (boot code, the gap before the first partition where GRUB's
+core image lives, GPT headers and entries) is not described here: the backup images it whole.
+"""
+
+from __future__ import annotations
+
+import itertools
+import struct
+import uuid
+import zlib
+from dataclasses import dataclass
+
+from liferaft.disk import DiskFormatError, ReadAt, need
+
+SECTOR = 512
+GPT_SIGNATURE = b"EFI PART"
+EXTENDED_TYPES = {0x05, 0x0F, 0x85}
+MAX_LOGICAL = 128
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    number: int
+    start: int
+    """Byte offset on the disk."""
+    size: int
+    """Bytes."""
+    type: str
+    """GPT type GUID, or the MBR type byte as '0x83'."""
+    name: str = ""
+    uuid: str = ""
+    bootable: bool = False
+
+    @property
+    def end(self) -> int:
+        return self.start + self.size
+
+
+@dataclass(frozen=True, slots=True)
+class Layout:
+    table: str
+    """'gpt', 'mbr' or 'none' (a bare filesystem or unknown content)."""
+    size: int
+    partitions: tuple[Partition, ...]
+    disk_uuid: str = ""
+
+
+def read_layout(read_at: ReadAt, size: int) -> Layout:
+    """The partition table of a disk of size bytes; 'none' when there is no valid one."""
+    try:
+        mbr = read_at(0, SECTOR)
+        if len(mbr) < SECTOR or mbr[510:512] != b"\x55\xaa":
+            return Layout("none", size, ())
+        entries = _mbr_entries(mbr)
+        if any(e[1] == 0xEE for e in entries):
+            gpt = _read_gpt(read_at, size)
+            if gpt is not None:
+                return gpt
+            return Layout("none", size, ())
+        return _read_mbr(read_at, size, entries)
+    except (DiskFormatError, struct.error):
+        return Layout("none", size, ())
+
+
+def _mbr_entries(sector: bytes) -> list[tuple[int, int, int, int]]:
+    """(status, type, first LBA, sectors) of the four entries."""
+    out = []
+    for i in range(4):
+        status, ptype, lba, count = struct.unpack_from("<B3xB3xII", sector, 446 + 16 * i)
+        out.append((status, ptype, lba, count))
+    return out
+
+
+def _read_mbr(read_at: ReadAt, size: int, entries: list[tuple[int, int, int, int]]) -> Layout:
+    parts: list[Partition] = []
+    for n, (status, ptype, lba, count) in enumerate(entries, start=1):
+        if ptype == 0 or count == 0:
+            continue
+        need(status in (0, 0x80), "mbr: bad status byte")
+        start, length = lba * SECTOR, count * SECTOR
+        need(start + length <= size and start > 0, "mbr: partition beyond the disk")
+        parts.append(Partition(n, start, length, f"0x{ptype:02x}", bootable=status == 0x80))
+        if ptype in EXTENDED_TYPES:
+            parts += _logical(read_at, size, start, length)
+    _check_disjoint(parts)
+    return Layout("mbr", size, tuple(parts))
+
+
+def _logical(read_at: ReadAt, size: int, ext_start: int, ext_size: int) -> list[Partition]:
+    out: list[Partition] = []
+    ebr = ext_start
+    seen: set[int] = set()
+    while len(out) < MAX_LOGICAL:
+        need(ebr not in seen and ext_start <= ebr < ext_start + ext_size, "mbr: bad extended chain")
+        seen.add(ebr)
+        sector = read_at(ebr, SECTOR)
+        need(len(sector) == SECTOR and sector[510:512] == b"\x55\xaa", "mbr: bad extended boot record")
+        (s1, t1, l1, c1), (_, t2, l2, c2) = _mbr_entries(sector)[:2]
+        if t1 and c1:
+            start = ebr + l1 * SECTOR
+            need(start + c1 * SECTOR <= ext_start + ext_size, "mbr: logical partition outside its extended one")
+            out.append(Partition(5 + len(out), start, c1 * SECTOR, f"0x{t1:02x}", bootable=s1 == 0x80))
+        if not (t2 and c2):
+            break
+        ebr = ext_start + l2 * SECTOR
+    return out
+
+
+def _guid(raw: bytes) -> str:
+    return str(uuid.UUID(bytes_le=raw))
+
+
+def _read_gpt(read_at: ReadAt, size: int) -> Layout | None:
+    for header_lba in (1, size // SECTOR - 1):  # primary, then backup
+        try:
+            return _gpt_at(read_at, size, header_lba)
+        except (DiskFormatError, struct.error, UnicodeDecodeError):
+            continue
+    return None
+
+
+def _gpt_at(read_at: ReadAt, size: int, header_lba: int) -> Layout:
+    hdr = read_at(header_lba * SECTOR, SECTOR)
+    need(len(hdr) == SECTOR and hdr[:8] == GPT_SIGNATURE, "gpt: no header")
+    hsize, hcrc = struct.unpack_from("<II", hdr, 12)
+    need(92 <= hsize <= SECTOR, "gpt: bad header size")
+    need(zlib.crc32(hdr[:16] + b"\0\0\0\0" + hdr[20:hsize]) == hcrc, "gpt: header checksum")
+    current, _backup, first, last = struct.unpack_from("<QQQQ", hdr, 24)
+    need(current == header_lba, "gpt: header in the wrong place")
+    disk_guid = hdr[56:72]
+    entries_lba, count, esize, ecrc = struct.unpack_from("<QIII", hdr, 72)
+    need(128 <= esize <= 4096 and esize % 8 == 0 and 0 < count <= 4096, "gpt: bad entry array")
+    table = read_at(entries_lba * SECTOR, count * esize)
+    need(len(table) == count * esize and zlib.crc32(table) == ecrc, "gpt: entries checksum")
+    parts = []
+    for i in range(count):
+        e = table[i * esize : (i + 1) * esize]
+        if e[:16] == b"\0" * 16:
+            continue
+        lo, hi = struct.unpack_from("<QQ", e, 32)
+        need(first <= lo <= hi <= last and (hi + 1) * SECTOR <= size, "gpt: partition outside the usable area")
+        name = e[56:128].decode("utf-16-le").split("\0", 1)[0]
+        parts.append(Partition(i + 1, lo * SECTOR, (hi - lo + 1) * SECTOR, _guid(e[:16]), name, _guid(e[16:32])))
+    _check_disjoint(parts)
+    return Layout("gpt", size, tuple(parts), _guid(disk_guid))
+
+
+def _check_disjoint(parts: list[Partition]) -> None:
+    """Partitions may not overlap, except logical ones inside their extended partition."""
+    plain = sorted((p for p in parts if p.type not in {f"0x{t:02x}" for t in EXTENDED_TYPES}), key=lambda p: p.start)
+    for a, b in itertools.pairwise(plain):
+        if a.end > b.start:
+            raise DiskFormatError("partitions overlap")
+
+
+def data_partitions(layout: Layout) -> list[Partition]:
+    """The partitions that hold filesystems (extended containers left out), by start."""
+    ext = {f"0x{t:02x}" for t in EXTENDED_TYPES}
+    return sorted((p for p in layout.partitions if p.type not in ext), key=lambda p: p.start)
