@@ -31,7 +31,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         [
             [
                 r.snapshot_id[:12],
-                r.time,
+                r.time[:19].replace("T", " "),
                 r.hostname,
                 r.source,
                 r.provider,
