@@ -90,7 +90,17 @@ def _read_mbr(read_at: ReadAt, size: int, entries: list[tuple[int, int, int, int
 
 
 def _logical(read_at: ReadAt, size: int, ext_start: int, ext_size: int) -> list[Partition]:
+    """The logical partitions of an extended one; a broken chain keeps what came before the break
+    (the rest of the extended partition is then imaged whole)."""
     out: list[Partition] = []
+    try:
+        _walk_chain(read_at, ext_start, ext_size, out)
+    except (DiskFormatError, struct.error):
+        pass
+    return out
+
+
+def _walk_chain(read_at: ReadAt, ext_start: int, ext_size: int, out: list[Partition]) -> None:
     ebr = ext_start
     seen: set[int] = set()
     while len(out) < MAX_LOGICAL:
@@ -106,7 +116,6 @@ def _logical(read_at: ReadAt, size: int, ext_start: int, ext_size: int) -> list[
         if not (t2 and c2):
             break
         ebr = ext_start + l2 * SECTOR
-    return out
 
 
 def _guid(raw: bytes) -> str:
