@@ -132,7 +132,7 @@ def free_bytes_by_tool(dev: str, fs: str) -> int:
         bs = int(re.search(r"^Block size:\s+(\d+)", out, re.M).group(1))  # type: ignore[union-attr]
         return free * bs
     if fs == "ntfs":
-        out = sh("ntfsinfo", "-m", dev)
+        out = sh("ntfsinfo", "-f", "-m", dev)  # -f: a resized volume is marked for a Windows check
         free = int(re.search(r"Free Clusters:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
         size = int(re.search(r"Cluster Size:\s+(\d+)", out).group(1))  # type: ignore[union-attr]
         return free * size

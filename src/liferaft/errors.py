@@ -156,6 +156,12 @@ class TargetExists(LiferaftError):
     exit_code = 44
 
 
+class ResizeFailed(LiferaftError):
+    """resizing the filesystem failed: {detail}"""
+
+    exit_code = 45
+
+
 # --- checks -------------------------------------------------------------------------------------
 class VerifyFailed(LiferaftError):
     """verification failed: {detail}"""

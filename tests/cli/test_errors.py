@@ -151,8 +151,12 @@ def test_interrupted_backup_exits_130_and_commits_nothing(repo: Path, tmp_path: 
     p = subprocess.Popen(
         [PYTHON, "-m", "liferaft", "backup", "--repo", str(repo), str(src)], env=env, stderr=subprocess.PIPE, text=True
     )
-    time.sleep(1.5)
-    p.send_signal(signal.SIGINT)
+    deadline = time.monotonic() + 60
+    packs = repo / "packs"
+    while not (packs.exists() and any(f.is_file() for f in packs.rglob("*"))):
+        assert p.poll() is None and time.monotonic() < deadline, "the backup ended before it could be interrupted"
+        time.sleep(0.01)
+    p.send_signal(signal.SIGINT)  # midway: the first pack is written, the rest is not
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
     assert "interrupted" in err and "consistent" in err

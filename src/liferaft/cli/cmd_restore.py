@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from liferaft.cli import render
+from liferaft.cli.cmd_init import parse_size
 from liferaft.cli.context import Context
 from liferaft.cli.render import BarProgress
+from liferaft.ops.resize import restore_resized
 from liferaft.ops.restore import restore
 
 
@@ -20,6 +23,10 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("--partition", type=int, metavar="N", help="restore only partition N (see 'liferaft show')")
     p.add_argument("--discard", action="store_true", help="discard free blocks on a device instead of zeroing them")
     p.add_argument("--delta", action="store_true", help="the target holds an older state: write only the chunks that differ")
+    p.add_argument("--size", help="size of the target file when it is to differ from the image's (e.g. 8G)")
+    p.add_argument("--grow", action="store_true", help="larger target: extend the last partition and its filesystem")
+    p.add_argument("--shrink", action="store_true", help="smaller target: shrink the last partition's filesystem to fit")
+    p.add_argument("--staging", metavar="DIR", help="where --shrink stages the partition (sparse; default: the temp folder)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
@@ -27,10 +34,16 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     repo = ctx.open()
     try:
-        r = restore(
-            repo, args.snapshot, args.target, args.force, args.verify, BarProgress(ctx.err, not args.quiet),
-            partition=args.partition, discard=args.discard, delta=args.delta,
-        )  # fmt: skip
+        bar = BarProgress(ctx.err, not args.quiet)
+        resized = args.grow or args.shrink or args.size or (args.force and Path(args.target).is_block_device())
+        if resized and args.partition is None and not args.delta:
+            size = parse_size(args.size) if args.size else None
+            r = restore_resized(repo, args.snapshot, args.target, size, args.grow, args.shrink, args.force, bar, args.staging)
+        else:
+            r = restore(
+                repo, args.snapshot, args.target, args.force, args.verify, bar,
+                partition=args.partition, discard=args.discard, delta=args.delta,
+            )  # fmt: skip
     finally:
         repo.close()
     if ctx.json:

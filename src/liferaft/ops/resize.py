@@ -1,0 +1,183 @@
+"""Restore a whole disk onto a target of another size.
+
+Larger: the image goes into the start of the target, the GPT backup header and entries move to
+the new end; with ``grow`` the last partition is extended to the end and its filesystem grown
+(resize2fs, ntfsresize). Smaller (``shrink``): the last partition is restored to a sparse staging
+file and its filesystem shrunk there to fit; everything before it is restored to the target, the
+shrunk filesystem copied after it, and the table fitted. A target too small even for the shrunk
+filesystem is refused before anything is written, naming the minimum size.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+from liferaft.disk.relayout import fit
+from liferaft.errors import ResizeFailed, TargetExists, TargetTooSmall, UsageError
+from liferaft.format.snapshot import Snapshot
+from liferaft.ops.progress import NoProgress, Progress
+from liferaft.ops.restore import RestoreResult, _write, restore
+from liferaft.repo.repository import Repository
+from liferaft.source.loop import loop_device
+from liferaft.source.target import TargetWriter
+
+ALIGN = 1 << 20
+RESIZABLE = ("ext2", "ext3", "ext4", "ntfs")
+
+
+def _run(*cmd: str) -> str:
+    run = subprocess.run(cmd, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    ok = (0, 1) if cmd[0] == "e2fsck" else (0,)  # e2fsck: 1 = errors corrected
+    if run.returncode not in ok:
+        raise ResizeFailed(f"{' '.join(cmd)}: {(run.stderr or run.stdout).strip()[-300:]}")
+    return run.stdout + run.stderr
+
+
+def _last(snap: Snapshot) -> tuple[int, int, int, str]:
+    """(number, start, end, filesystem) of the partition that ends last."""
+    table = snap.layout.get("table", "none")
+    if table not in ("gpt", "mbr"):
+        raise UsageError("the snapshot has no partition table: --grow and --shrink work on whole disks")
+    regions = {r["number"]: r for r in snap.layout.get("regions", [])}
+    parts = [p for p in snap.layout["partitions"] if p["type"] not in ("0x05", "0x0f", "0x85")]
+    last = max(parts, key=lambda p: p["start"] + p["size"])
+    fs = regions.get(last["number"], {}).get("filesystem", "")
+    return last["number"], last["start"], last["start"] + last["size"], fs
+
+
+def _tail(snap: Snapshot) -> int:
+    return 33 * 512 if snap.layout.get("table") == "gpt" else 0
+
+
+def _resize_fs(dev: str, fs: str, size: int | None) -> None:
+    """Grow the filesystem on dev to fill it (size None) or shrink it to size bytes."""
+    if fs.startswith("ext"):
+        _run("e2fsck", "-f", "-y", dev)
+        _run("resize2fs", dev, *([f"{size // 1024}K"] if size else []))
+    elif fs == "ntfs":
+        _run("ntfsresize", "-f", "-f", *(["-s", str(size)] if size else []), dev)
+    else:
+        raise UsageError(f"cannot resize a {fs or 'unknown'} filesystem; resizable: {', '.join(RESIZABLE)}")
+
+
+def _min_size(dev: str, fs: str) -> int:
+    """The smallest size the filesystem on dev shrinks to, in bytes."""
+    if fs.startswith("ext"):
+        _run("e2fsck", "-f", "-y", dev)
+        blocks = int(re.search(r"minimum size of the filesystem: (\d+)", _run("resize2fs", "-P", dev)).group(1))  # type: ignore[union-attr]
+        bs = int(re.search(r"Block size:\s+(\d+)", _run("dumpe2fs", "-h", dev)).group(1))  # type: ignore[union-attr]
+        return blocks * bs
+    if fs == "ntfs":
+        out = _run("ntfsresize", "-i", "-f", dev)
+        return int(re.search(r"resize at (\d+) bytes", out).group(1))  # type: ignore[union-attr]
+    raise UsageError(f"cannot shrink a {fs or 'unknown'} filesystem; shrinkable: {', '.join(RESIZABLE)}")
+
+
+def _target_size(target: str, size: int | None) -> int:
+    try:
+        fd = os.open(target, os.O_RDONLY)
+    except FileNotFoundError:
+        if size is None:
+            raise UsageError("a new target file needs --size when its size is to differ from the image's") from None
+        return size
+    try:
+        dev_size = os.lseek(fd, 0, os.SEEK_END)
+    finally:
+        os.close(fd)
+    is_device = Path(target).is_block_device()
+    return dev_size if is_device else (size or dev_size)
+
+
+def _edit(target: str, old: int, new: int, last_end: int | None) -> None:
+    fd = os.open(target, os.O_RDWR)
+    try:
+        fit(lambda o, n: os.pread(fd, n, o), lambda o, b: _pwrite(fd, b, o), old, new, last_end)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _pwrite(fd: int, data: bytes, offset: int) -> None:
+    os.pwrite(fd, data, offset)
+
+
+def restore_resized(
+    repo: Repository, name: str, target: str, size: int | None = None, grow: bool = False, shrink: bool = False,
+    force: bool = False, progress: Progress | None = None, staging: str | None = None,
+) -> RestoreResult:  # fmt: skip
+    progress = progress or NoProgress()
+    started = time.monotonic()
+    sid = repo.resolve(name)
+    snap = repo.load_snapshot(sid)
+    new = _target_size(target, size)
+    if new == snap.size:
+        return restore(repo, sid, target, force=force, progress=progress)
+    if new > snap.size and not grow and snap.layout.get("table") not in ("gpt", "mbr"):
+        r = restore(repo, sid, target, force=True, progress=progress)  # a bare image: into the start
+        if not Path(target).is_block_device():
+            os.truncate(target, new)
+        return r
+    number, start, end, fs = _last(snap)
+    tail = _tail(snap)
+    is_device = Path(target).is_block_device()
+    if Path(target).exists() and not is_device and not force:
+        raise TargetExists(path=target)
+    if new > snap.size:
+        r = restore(repo, sid, target, force=True, progress=progress)
+        if not is_device:
+            os.truncate(target, new)  # the new space, as a hole
+        last_end = (new - tail) // ALIGN * ALIGN if grow else None
+        _edit(target, snap.size, new, last_end)
+        if grow and last_end:
+            with loop_device(target, start, last_end - start) as dev:
+                _resize_fs(dev, fs, None)
+        return RestoreResult(sid, target, new, None, 0, r.chunks_written, r.zero_chunks, r.free_chunks,
+                             r.bytes_written, False, time.monotonic() - started)  # fmt: skip
+    if not shrink:
+        raise TargetTooSmall(path=target, target_size=new, image_size=snap.size)
+    last_end = (new - tail) // ALIGN * ALIGN
+    with tempfile.TemporaryDirectory(prefix="liferaft-shrink-", dir=staging) as tmp:
+        stage = os.path.join(tmp, "partition.img")
+        restore(repo, sid, stage, partition=number, progress=progress)
+        with loop_device(stage, 0, end - start) as dev:
+            minimum = start + -(-_min_size(dev, fs) // ALIGN) * ALIGN + tail
+            if new < minimum:  # refused before anything is written to the target
+                raise TargetTooSmall(path=target, target_size=new, image_size=minimum)
+            _resize_fs(dev, fs, last_end - start)
+        writer = TargetWriter(target, new, force=True)
+        index = repo.open_index()
+        try:
+            stats = _write(repo, snap, index, writer, 0, start, progress, None, False, False)
+        finally:
+            index.close()
+        _copy_sparse(stage, target, start, last_end - start)
+    _edit(target, snap.size, new, last_end)
+    return RestoreResult(sid, target, new, None, 0, stats["written"], stats["zero"], stats["free"], stats["bytes"],
+                         False, time.monotonic() - started)  # fmt: skip
+
+
+def _copy_sparse(src: str, dst: str, at: int, length: int) -> None:
+    """src's first length bytes into dst at offset at, skipping src's holes."""
+    fin = os.open(src, os.O_RDONLY)
+    fout = os.open(dst, os.O_WRONLY)
+    try:
+        pos = 0
+        while pos < length:
+            try:
+                pos = os.lseek(fin, pos, os.SEEK_DATA)
+            except OSError:
+                break  # no more data
+            hole = min(os.lseek(fin, pos, os.SEEK_HOLE), length)
+            while pos < hole:
+                block = os.pread(fin, min(8 << 20, hole - pos), pos)
+                os.pwrite(fout, block, at + pos)
+                pos += len(block)
+        os.fsync(fout)
+    finally:
+        os.close(fin)
+        os.close(fout)
