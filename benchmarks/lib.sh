@@ -17,9 +17,10 @@ partition_loop() { # partition_loop IMG N: a loop device over partition N of IMG
 
 measure() { # measure TOOL STEP STORED_PATH CMD...: run CMD on cold caches, print one table row
   #   tool step wall_s cpu_s rss_mib stored_mib
+  # CMD's standard output goes to $MEASURE_OUT when that is set (else nowhere).
   local tool=$1 step=$2 stored=$3 tf wall u s rss mib=-; shift 3
   sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
-  tf=$(mktemp); /usr/bin/time -o "$tf" -f '%e %U %S %M' "$@" >/dev/null 2>"$tf.err" || {
+  tf=$(mktemp); /usr/bin/time -o "$tf" -f '%e %U %S %M' "$@" >"${MEASURE_OUT:-/dev/null}" 2>"$tf.err" || {
     echo "$tool $step failed:" >&2; cat "$tf.err" >&2; }
   read -r wall u s rss < <(tail -n 1 "$tf"); rm -f "$tf" "$tf.err"
   [ "$stored" != - ] && mib=$(( $(du -sb "$stored" | cut -f1) / 1048576 ))

@@ -7,7 +7,6 @@ from typing import Any
 
 from liferaft.cli import render
 from liferaft.cli.context import Context
-from liferaft.errors import UsageError
 from liferaft.ops.repository import init_repository, open_default
 
 
@@ -19,17 +18,8 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run)
 
 
-def parse_size(text: str) -> int:
-    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
-    try:
-        return int(t[:-1]) * units[t[-1]] if t and t[-1] in units else int(t)
-    except ValueError:
-        raise UsageError(f"not a size: {text!r} (e.g. 1M, 512K)") from None
-
-
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    chunk = parse_size(args.chunk_size)
+    chunk = render.parse_size(args.chunk_size)
     if ctx.location:
         repo = init_repository(
             ctx.location, ctx.require_password("new repository password: ", confirm=True), chunk, args.compression

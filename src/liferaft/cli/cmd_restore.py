@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 from liferaft.cli import render
-from liferaft.cli.cmd_init import parse_size
 from liferaft.cli.context import Context
 from liferaft.cli.render import BarProgress
 from liferaft.ops.resize import restore_resized
@@ -37,7 +36,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         bar = BarProgress(ctx.err, not args.quiet)
         resized = args.grow or args.shrink or args.size or (args.force and Path(args.target).is_block_device())
         if resized and args.partition is None and not args.delta:
-            size = parse_size(args.size) if args.size else None
+            size = render.parse_size(args.size) if args.size else None
             r = restore_resized(repo, args.snapshot, args.target, size, args.grow, args.shrink, args.force, bar, args.staging)
         else:
             r = restore(

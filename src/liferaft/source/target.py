@@ -27,6 +27,26 @@ ZERO_BLOCK = bytes(1 << 20)
 DIRECT_ALIGN = 4096
 
 
+BLOCK = 4096
+
+
+def _nonzero_runs(data: bytes) -> list[tuple[int, int]]:
+    """[start, end) of the runs of blocks in data that are not all zeros."""
+    zero = ZERO_BLOCK[:BLOCK]
+    runs: list[tuple[int, int]] = []
+    start = -1
+    for at in range(0, len(data), BLOCK):
+        if data[at : at + BLOCK] == zero:
+            if start >= 0:
+                runs.append((start, at))
+                start = -1
+        elif start < 0:
+            start = at
+    if start >= 0:
+        runs.append((start, len(data)))
+    return runs
+
+
 class TargetWriter:
     def __init__(self, path: str, image_size: int, force: bool = False, existing: bool = False) -> None:
         """existing: write into what the target holds (delta restore): it must exist, and a
@@ -94,6 +114,15 @@ class TargetWriter:
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
 
     def write(self, offset: int, data: bytes) -> None:
+        """Write data at offset. In a fresh file, runs of zero blocks are left as holes (they
+        already read as zeros): restored chunks carry the zeroed free space of their filesystem."""
+        if self.fresh and len(data) % BLOCK == 0 and offset % BLOCK == 0 and ZERO_BLOCK[:BLOCK] in data:
+            for at, end in _nonzero_runs(data):
+                self._write(offset + at, data[at:end])
+            return
+        self._write(offset, data)
+
+    def _write(self, offset: int, data: bytes) -> None:
         n = len(data)
         if self.direct_fd >= 0 and offset % DIRECT_ALIGN == 0 and n % DIRECT_ALIGN == 0 and n <= 8 << 20:
             buf: mmap.mmap | None = getattr(self._local, "buf", None)
