@@ -37,7 +37,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         resized = args.grow or args.shrink or args.size or (args.force and Path(args.target).is_block_device())
         if resized and args.partition is None and not args.delta:
             size = render.parse_size(args.size) if args.size else None
-            r = restore_resized(repo, args.snapshot, args.target, size, args.grow, args.shrink, args.force, bar, args.staging)
+            r = restore_resized(
+                repo, args.snapshot, args.target, size, args.grow, args.shrink, args.force, bar, args.staging, args.verify
+            )
         else:
             r = restore(
                 repo, args.snapshot, args.target, args.force, args.verify, bar,

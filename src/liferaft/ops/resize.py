@@ -108,7 +108,7 @@ def _pwrite(fd: int, data: bytes, offset: int) -> None:
 
 def restore_resized(
     repo: Repository, name: str, target: str, size: int | None = None, grow: bool = False, shrink: bool = False,
-    force: bool = False, progress: Progress | None = None, staging: str | None = None,
+    force: bool = False, progress: Progress | None = None, staging: str | None = None, verify: bool = False,
 ) -> RestoreResult:  # fmt: skip
     progress = progress or NoProgress()
     started = time.monotonic()
@@ -116,7 +116,9 @@ def restore_resized(
     snap = repo.load_snapshot(sid)
     new = _target_size(target, size)
     if new == snap.size:
-        return restore(repo, sid, target, force=force, progress=progress)
+        return restore(repo, sid, target, force=force, verify=verify, progress=progress)
+    if verify:
+        raise UsageError("--verify checks a restore of the same size; check a resized disk with its filesystems' fsck")
     if new > snap.size and not grow and snap.layout.get("table") not in ("gpt", "mbr"):
         r = restore(repo, sid, target, force=True, progress=progress)  # a bare image: into the start
         if not Path(target).is_block_device():

@@ -95,6 +95,11 @@ def restore(
     )  # fmt: skip
 
 
+def _read_target(reader: SourceReader, job: _Job, chunk: int, aligned: bool) -> bytes | bytearray:
+    """What the target holds where job lands (a whole chunk read when the range is aligned)."""
+    return reader.read(job.at // chunk) if aligned else reader.read_at(job.at, job.hi - job.lo)
+
+
 def _jobs(repo: Repository, snap: Snapshot, index: ChunkIndex, lo: int, hi: int) -> Any:
     chunk = snap.chunk_size
     for i, cid in enumerate(repo.chunk_map(snap, index)):
@@ -111,12 +116,6 @@ def _write(
     reader = SourceReader(writer.path, chunk, limit=hi - lo) if delta else None
     aligned = lo % chunk == 0
 
-    def current(job: _Job) -> bytes | bytearray:
-        assert reader is not None
-        if aligned:
-            return reader.read((job.at) // chunk)
-        return reader.read_at(job.at, job.hi - job.lo)
-
     def work(job: _Job) -> tuple[str, int]:
         """(what happened, bytes written) for one chunk."""
         n = job.hi - job.lo
@@ -129,7 +128,8 @@ def _write(
             return "free", 0
         whole = job.hi - job.lo == min(chunk, snap.size - job.index * chunk)
         if delta:
-            have = current(job)
+            assert reader is not None
+            have = _read_target(reader, job, chunk, aligned)
             if job.cid == ZERO_ID:
                 if have.count(0) == len(have):
                     return "read", 0
@@ -183,7 +183,7 @@ def _verify(
         if job.cid == FREE_ID:
             return True
         n = job.hi - job.lo
-        have = reader.read(job.at // chunk) if aligned else reader.read_at(job.at, n)
+        have = _read_target(reader, job, chunk, aligned)
         if len(have) != n:
             return False
         whole = n == min(chunk, snap.size - job.index * chunk)
