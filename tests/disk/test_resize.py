@@ -5,6 +5,7 @@ target below the minimum is refused with the minimum named."""
 from __future__ import annotations
 
 import json
+import os
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -70,3 +71,22 @@ def test_grow_and_shrink(cli: Callable[..., Result], repo: Path, tmp_path: Path,
 
     r = cli("restore", "latest", str(tmp_path / "s2.img"), "--size", str(size - (8 << 20)), repo=repo)
     assert r.code == 41  # smaller without --shrink is refused
+
+
+def test_shrink_onto_a_device_full_of_old_data(cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev) -> None:  # type: ignore[no-untyped-def]
+    """On a device, blocks the filesystem relies on being zero (unused inode tables, say) must be
+    written as zeros, not left holding the device's old bytes."""
+    disk = tmp_path / "disk.img"
+    make_disk(disk, "gpt", [Part("fat32", 40), Part("ext4", 64)], tmp_path)
+    assert cli("backup", str(disk), repo=repo).code == 0
+    r = cli("restore", "latest", str(tmp_path / "probe.img"), "--size", str(42 << 20), "--shrink", repo=repo)
+    minimum = int(re.search(r"at least (\d+) bytes", r.err).group(1))  # type: ignore[union-attr]
+    backing = tmp_path / "device.img"
+    with open(backing, "wb") as f:  # exactly the minimum, old data everywhere
+        for at in range(0, minimum, 1 << 20):
+            f.write(os.urandom(min(1 << 20, minimum - at)))
+    dev = loopdev(backing)
+    r = cli("restore", "latest", dev, "--shrink", repo=repo)
+    assert r.code == 0, r.err
+    sh("losetup", "-d", dev)
+    check_disk(disk, backing, "ext4", tmp_path)

@@ -157,26 +157,34 @@ def restore_resized(
             stats = _write(repo, snap, index, writer, 0, start, progress, None, False, False)
         finally:
             index.close()
-        _copy_sparse(stage, target, start, last_end - start)
+        _copy(stage, target, start, last_end - start, dense=writer.is_device)
     _edit(target, snap.size, new, last_end)
     return RestoreResult(sid, target, new, None, 0, stats["written"], stats["zero"], stats["free"], stats["bytes"],
                          False, time.monotonic() - started)  # fmt: skip
 
 
-def _copy_sparse(src: str, dst: str, at: int, length: int) -> None:
-    """src's first length bytes into dst at offset at, skipping src's holes."""
+def _copy(src: str, dst: str, at: int, length: int, dense: bool) -> None:
+    """src's first length bytes into dst at offset at. Holes in src are skipped where dst is a
+    fresh file (they read as zeros there already) and written as zeros when dense (a device may
+    hold old data, and a filesystem may rely on zeroed blocks, such as unused inode tables)."""
     fin = os.open(src, os.O_RDONLY)
     fout = os.open(dst, os.O_WRONLY)
     try:
         pos = 0
         while pos < length:
-            try:
-                pos = os.lseek(fin, pos, os.SEEK_DATA)
-            except OSError:
-                break  # no more data
-            hole = min(os.lseek(fin, pos, os.SEEK_HOLE), length)
-            while pos < hole:
-                block = os.pread(fin, min(8 << 20, hole - pos), pos)
+            if dense:
+                data_at, hole_at = pos, length
+            else:
+                try:
+                    data_at = os.lseek(fin, pos, os.SEEK_DATA)
+                except OSError:
+                    break  # no more data
+                hole_at = min(os.lseek(fin, data_at, os.SEEK_HOLE), length)
+            pos = data_at
+            while pos < hole_at:
+                block = os.pread(fin, min(8 << 20, hole_at - pos), pos)
+                if not block:
+                    raise OSError(f"{src} ended early")
                 os.pwrite(fout, block, at + pos)
                 pos += len(block)
         os.fsync(fout)
