@@ -24,7 +24,7 @@ def test_first_backup_creates_the_default_repository(cli: Callable[..., Result],
     data = write_image(src, 6 << 20)
     r = cli("backup", str(src), password=None)
     assert r.code == 0, r.err
-    assert "created the default repository" in r.err and str(defaults.password_file) in r.err
+    assert "created the default repository" in r.err and f"a new password, kept in {defaults.password_file}" in r.err
     assert (defaults.repository / "config").exists()
     assert defaults.password_file.stat().st_mode & 0o777 == 0o600
     # later runs find it and its password with no options at all
@@ -43,7 +43,8 @@ def test_first_backup_creates_the_default_repository(cli: Callable[..., Result],
 def test_default_repository_with_a_chosen_password(cli: Callable[..., Result], defaults: Defaults, tmp_path: Path) -> None:
     src = tmp_path / "disk.img"
     write_image(src, 2 << 20)
-    assert cli("backup", str(src), password="mine").code == 0
+    r = cli("backup", str(src), password="mine")
+    assert r.code == 0 and "the password you gave" in r.err
     assert not defaults.password_file.exists()
     r = cli("snapshots", password=None)
     assert r.code == 13

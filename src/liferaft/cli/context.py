@@ -58,11 +58,13 @@ class Context:
         """The repository named by --repo / LIFERAFT_REPO, else the embedded default."""
         if self.location:
             return open_repository(self.location, self.require_password())
-        repo, created = open_default(self.defaults, self.password(), create_default)
+        given = self.password()
+        repo, created = open_default(self.defaults, given, create_default)
         if created:
+            where = "the password you gave" if given is not None else f"a new password, kept in {self.defaults.password_file}"
             self.err.print(
-                f"created the default repository at {self.defaults.repository}; its password is in "
-                f"{self.defaults.password_file} unless you gave one: keep a copy of it elsewhere, "
-                "without it these backups cannot be restored"
+                f"created the default repository at {self.defaults.repository}, opened by {where}: "
+                "keep a copy of that password elsewhere, without it these backups cannot be restored",
+                highlight=False,
             )
         return repo

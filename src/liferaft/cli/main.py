@@ -49,7 +49,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # on a pipe or file, do not cut tables and lines at 80 columns
     out = Console(width=None if sys.stdout.isatty() else 200)
-    err = Console(stderr=True, width=None if sys.stderr.isatty() else 200)
+    err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, soft_wrap=True)  # messages stay one line
     ctx = Context(args, out, err, Defaults.for_user())
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:

@@ -117,13 +117,13 @@ def restore_resized(
     new = _target_size(target, size)
     if new == snap.size:
         return restore(repo, sid, target, force=force, verify=verify, progress=progress)
-    if verify:
-        raise UsageError("--verify checks a restore of the same size; check a resized disk with its filesystems' fsck")
     if new > snap.size and not grow and snap.layout.get("table") not in ("gpt", "mbr"):
-        r = restore(repo, sid, target, force=True, progress=progress)  # a bare image: into the start
+        r = restore(repo, sid, target, force=True, verify=verify, progress=progress)  # a bare image: into the start
         if not Path(target).is_block_device():
             os.truncate(target, new)
         return r
+    if verify:  # the table (and perhaps a filesystem) is rewritten: chunks no longer match
+        raise UsageError("--verify checks a restore of the same size; check a resized disk with its filesystems' fsck")
     number, start, end, fs = _last(snap)
     tail = _tail(snap)
     is_device = Path(target).is_block_device()
