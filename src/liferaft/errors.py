@@ -162,6 +162,19 @@ class ResizeFailed(LiferaftError):
     exit_code = 45
 
 
+# --- live consistency ---------------------------------------------------------------------------
+class FreezeFailed(LiferaftError):
+    """could not freeze {detail}: the system was left running and nothing was copied; check that the path is a mounted filesystem that supports freezing"""
+
+    exit_code = 60
+
+
+class FreezeExpired(LiferaftError):
+    """the freeze lasted longer than {bound} s, so the watchdog thawed the filesystems: the copy taken in that window is not trusted; run again (or raise --max-freeze)"""
+
+    exit_code = 61
+
+
 # --- checks -------------------------------------------------------------------------------------
 class VerifyFailed(LiferaftError):
     """verification failed: {detail}"""

@@ -1,0 +1,93 @@
+"""Freezing filesystems (FIFREEZE / FITHAW) under a watchdog that always thaws.
+
+The watchdog is a separate process, started and fully loaded before anything is frozen (it runs
+with ``python -B`` and imports nothing afterwards, so it never writes to a frozen filesystem). It
+thaws every filesystem when the window exceeds its bound, or at once when its parent dies (even by
+kill -9: its stdin reaches end of file). The freeze window, from the first FIFREEZE to the last
+FITHAW, is measured here, which is what applications feel.
+
+This is the building block of the freeze_trace provider (issue #4); it is not wired into backup yet.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from liferaft.errors import FreezeExpired, FreezeFailed
+
+FIFREEZE = 0xC0045877
+FITHAW = 0xC0045878
+
+
+@dataclass
+class Window:
+    started: float = 0.0
+    seconds: float = 0.0
+    """First FIFREEZE to last FITHAW."""
+
+
+def thaw(path: str) -> None:
+    """FITHAW; a filesystem that is not frozen (EINVAL) is fine."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        fcntl.ioctl(fd, FITHAW, 0)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+@contextmanager
+def frozen(mountpoints: list[str], max_freeze: float = 10.0) -> Iterator[Window]:
+    """Freeze mountpoints together for the body of the with-block; the body must not write to
+    them. Raises FreezeFailed (nothing frozen) or, on exit, FreezeExpired if the watchdog had to
+    thaw."""
+    dog = subprocess.Popen(
+        [sys.executable, "-B", "-m", "liferaft.source.watchdog", str(max_freeze), *mountpoints],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+    )
+    assert dog.stdin is not None and dog.stdout is not None
+    if dog.stdout.readline() != b"ready\n":
+        dog.kill()
+        dog.wait()
+        raise FreezeFailed("anything: the freeze watchdog did not start")
+    window = Window()
+    fds: list[int] = []
+    dog.stdin.write(b"start\n")
+    dog.stdin.flush()
+    window.started = time.monotonic()
+    try:
+        for mp in mountpoints:
+            fd = os.open(mp, os.O_RDONLY | os.O_CLOEXEC)
+            fds.append(fd)
+            try:
+                fcntl.ioctl(fd, FIFREEZE, 0)
+            except OSError as exc:
+                fds.pop()
+                os.close(fd)
+                raise FreezeFailed(f"{mp} ({exc.strerror})") from None
+        yield window
+    finally:
+        for fd in reversed(fds):
+            try:
+                fcntl.ioctl(fd, FITHAW, 0)
+            except OSError:
+                pass  # already thawed (by the watchdog)
+            os.close(fd)
+        window.seconds = time.monotonic() - window.started
+        try:
+            dog.stdin.write(b"thawed\n")
+            dog.stdin.close()
+        except BrokenPipeError:
+            pass
+        expired = dog.wait() == 1
+    if expired:
+        raise FreezeExpired(bound=max_freeze)

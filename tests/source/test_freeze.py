@@ -1,0 +1,75 @@
+"""Freezing a real mounted ext4 under the watchdog: writers wait during the window and go on
+after it; a hang or a kill -9 of the freezing process is thawed by the watchdog within the bound."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from liferaft.errors import FreezeExpired, FreezeFailed
+from liferaft.source.freeze import frozen, thaw
+from tests.conftest import PYTHON, sh
+
+
+@pytest.fixture
+def ext4(tmp_path: Path, loopdev: Callable[..., str], mount: Callable[..., Path]) -> Iterator[Path]:
+    img = tmp_path / "fs.img"
+    sh("truncate", "-s", "64M", str(img))
+    dev = loopdev(img)
+    sh("mkfs.ext4", "-q", "-F", dev)
+    mnt = mount(dev, tmp_path / "mnt")
+    yield mnt
+    thaw(str(mnt))  # whatever happened, never leave it frozen
+
+
+def writer(mnt: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(["sh", "-c", f"echo data > {mnt}/f && sync -f {mnt}/f"])
+
+
+def test_writers_wait_during_the_window_and_go_on_after(ext4: Path) -> None:
+    with frozen([str(ext4)], max_freeze=10) as window:
+        w = writer(ext4)
+        time.sleep(0.5)
+        assert w.poll() is None  # blocked by the freeze
+    assert w.wait(timeout=10) == 0
+    assert (ext4 / "f").read_text() == "data\n"
+    assert 0.5 <= window.seconds < 5
+
+
+def test_a_hang_is_thawed_at_the_bound(ext4: Path) -> None:
+    started = time.monotonic()
+    with pytest.raises(FreezeExpired, match="watchdog thawed"), frozen([str(ext4)], max_freeze=1):
+        w = writer(ext4)
+        assert w.wait(timeout=10) == 0  # the watchdog thawed after ~1 s, so the writer got through
+        assert 0.9 < time.monotonic() - started < 5
+
+
+def test_kill_9_during_the_freeze_is_thawed_at_once(ext4: Path) -> None:
+    script = (
+        "import sys, time\n"
+        "from liferaft.source.freeze import frozen\n"
+        f"with frozen([{str(ext4)!r}], max_freeze=30):\n"
+        "    print('frozen', flush=True)\n"
+        "    time.sleep(120)\n"
+    )
+    p = subprocess.Popen([PYTHON, "-B", "-c", script], stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
+    assert p.stdout is not None and p.stdout.readline() == b"frozen\n"
+    w = writer(ext4)
+    time.sleep(0.3)
+    assert w.poll() is None  # frozen
+    p.kill()
+    p.wait()
+    killed = time.monotonic()
+    assert w.wait(timeout=10) == 0  # thawed when the parent died, long before the 30 s bound
+    assert time.monotonic() - killed < 5
+
+
+def test_freezing_something_that_cannot_be_frozen_leaves_nothing_frozen(ext4: Path, tmp_path: Path) -> None:
+    with pytest.raises(FreezeFailed), frozen([str(ext4), "/proc"], max_freeze=5):
+        pass  # pragma: no cover - never reached
+    w = writer(ext4)
+    assert w.wait(timeout=10) == 0  # the first filesystem was thawed again
