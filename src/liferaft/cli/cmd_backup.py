@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     rate = r.size / r.seconds if r.seconds else 0
     ctx.out.print(f"snapshot {r.snapshot_id[:12]} saved: {r.source} ({render.size(r.size)}, {r.chunks} chunks)", highlight=False)
     ctx.out.print(
-        f"  read {render.size(r.bytes_read)} in {r.seconds:.1f} s ({render.size(rate)}/s); "
+        f"  imaged in {r.seconds:.1f} s ({render.size(rate)}/s of disk); read {render.size(r.bytes_read)}; "
         f"{r.zero_chunks} zero chunks, {r.free_chunks} free chunks (not read); "
         f"new {render.size(r.new_bytes)} in {r.new_chunks} chunks, "
         f"stored {render.size(r.stored_bytes)}" + (f" ({r.stored_bytes / r.new_bytes:.0%} of new)" if r.new_bytes else ""),

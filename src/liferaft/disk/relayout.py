@@ -16,26 +16,6 @@ from liferaft.disk.layout import EXTENDED_TYPES, SECTOR, read_layout
 WriteAt = Callable[[int, bytes], None]
 
 
-def last_partition(read_at: ReadAt, size: int) -> tuple[int, int, int]:
-    """(number, start, end) in bytes of the partition that ends last on a disk of size bytes."""
-    layout = read_layout(read_at, size)
-    need(layout.table in ("gpt", "mbr"), "no partition table to fit")
-    parts = [p for p in layout.partitions if p.type not in {f"0x{t:02x}" for t in EXTENDED_TYPES}]
-    need(bool(parts), "no partitions")
-    last = max(parts, key=lambda p: p.end)
-    return last.number, last.start, last.end
-
-
-def gpt_tail(read_at: ReadAt) -> int:
-    """Bytes a GPT needs at the end of the disk (backup entries + header); 0 for MBR."""
-    hdr = read_at(SECTOR, SECTOR)
-    if hdr[:8] != b"EFI PART":
-        return 0
-    count: int = struct.unpack_from("<I", hdr, 80)[0]
-    esize: int = struct.unpack_from("<I", hdr, 84)[0]
-    return (-(-(count * esize) // SECTOR) + 1) * SECTOR
-
-
 def fit(read_at: ReadAt, write_at: WriteAt, old_size: int, new_size: int, last_end: int | None = None) -> None:
     """Rewrite the table of a disk image now on a disk of new_size bytes; with last_end, the last
     partition ends there (exclusive byte offset)."""

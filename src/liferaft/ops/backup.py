@@ -1,8 +1,9 @@
 """Backup: image a source into the repository as one snapshot.
 
-Every chunk is read (O_DIRECT on devices), all-zero chunks are only marked, the others get their
-keyed id and are stored unless the repository already holds them (incremental forever by dedup).
-The chunk map is written as deduplicated metadata pieces, then the snapshot commits it all.
+Chunks of free filesystem blocks and holes of image files are not read at all; the rest is read
+(O_DIRECT on devices) with free bytes zeroed, all-zero chunks are only marked, and the others get
+their keyed id and are stored unless the repository already holds them (incremental forever by
+dedup). The chunk map is written as deduplicated metadata pieces, then the snapshot commits it all.
 """
 
 from __future__ import annotations

@@ -118,6 +118,12 @@ def _write(
 
     def work(job: _Job) -> tuple[str, int]:
         """(what happened, bytes written) for one chunk."""
+        try:
+            return restore_one(job)
+        finally:
+            progress.advance(job.hi - job.lo)  # free and zero stretches count too: the ETA is honest
+
+    def restore_one(job: _Job) -> tuple[str, int]:
         n = job.hi - job.lo
         if job.cid == FREE_ID:
             if not delta:
@@ -158,7 +164,6 @@ def _write(
             stats["zero"] += what == "zero"
             stats["free"] += what == "free"
             stats["bytes"] += n
-            progress.advance(max(n, 1) if n else 0)
         writer.finish()
     except KeyboardInterrupt:
         raise Interrupted("the target holds a partial image") from None

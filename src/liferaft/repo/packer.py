@@ -66,8 +66,6 @@ class Packer:
         self._ready: queue.Queue[_Pack | None] = queue.Queue()
         self._error: BaseException | None = None
         self.locations: list[tuple[ChunkId, Location]] = []
-        self.packs_written = 0
-        self.bytes_written = 0
         self._thread = threading.Thread(target=self._upload_loop, name="liferaft-packer", daemon=True)
         self._thread.start()
 
@@ -157,5 +155,3 @@ class Packer:
             raise CorruptRepository(f"pack {pack_id.hex()} has the wrong size after upload")
         for e in pack.entries:
             self.locations.append((e.chunk_id, Location(pack_id, e.offset, e.length, e.raw_length, e.flags)))
-        self.packs_written += 1
-        self.bytes_written += size
