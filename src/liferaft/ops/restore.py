@@ -3,7 +3,8 @@
 Chunks are fetched, opened and written in parallel. Zero and free chunks become holes in files;
 on devices zero chunks are zeroed, free ones discarded with ``discard`` (else zeroed). ``delta``
 restores onto a target that already holds an older state: each target chunk is read and hashed,
-and only chunks whose id differs are fetched and written. ``verify`` reads the target back and
+only chunks whose id differs are fetched, and of those only the 4 KiB blocks that differ are
+written. ``verify`` reads the target back and
 checks every chunk against the snapshot (free chunks excepted: their content is not part of it).
 """
 
@@ -21,7 +22,7 @@ from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo.index import ChunkIndex
 from liferaft.repo.repository import Repository
 from liferaft.source.device import SourceReader
-from liferaft.source.target import TargetWriter
+from liferaft.source.target import TargetWriter, changed_runs
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +149,12 @@ def _write(
             return "zero", 0
         data = repo.read_chunk(job.cid, repo.locate(index, job.cid))
         part = data[job.lo - job.index * chunk : job.hi - job.index * chunk]
-        if delta and not whole and bytes(have) == part:
-            return "read", 0
+        if delta:  # write only the 4 KiB blocks that differ (a few pages of a database, say)
+            runs = changed_runs(part, have) if len(have) == len(part) else [(0, len(part))]
+            for start, end in runs:
+                writer.write(job.at + start, part[start:end])
+            written = sum(end - start for start, end in runs)
+            return ("written" if written else "read"), written
         writer.write(job.at, part)
         return "written", n
 

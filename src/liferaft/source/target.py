@@ -30,13 +30,15 @@ DIRECT_ALIGN = 4096
 BLOCK = 4096
 
 
-def _nonzero_runs(data: bytes) -> list[tuple[int, int]]:
-    """[start, end) of the runs of blocks in data that are not all zeros."""
+def changed_runs(data: bytes, old: bytes | bytearray | None = None) -> list[tuple[int, int]]:
+    """[start, end) of the runs of BLOCK-sized blocks of data that differ from old (the same
+    length; None: from zeros). What a write must cover to turn old into data."""
     zero = ZERO_BLOCK[:BLOCK]
     runs: list[tuple[int, int]] = []
     start = -1
     for at in range(0, len(data), BLOCK):
-        if data[at : at + BLOCK] == zero:
+        same = data[at : at + BLOCK] == (zero if old is None else old[at : at + BLOCK])
+        if same:
             if start >= 0:
                 runs.append((start, at))
                 start = -1
@@ -117,7 +119,7 @@ class TargetWriter:
         """Write data at offset. In a fresh file, runs of zero blocks are left as holes (they
         already read as zeros): restored chunks carry the zeroed free space of their filesystem."""
         if self.fresh and len(data) % BLOCK == 0 and offset % BLOCK == 0 and ZERO_BLOCK[:BLOCK] in data:
-            for at, end in _nonzero_runs(data):
+            for at, end in changed_runs(data):
                 self._write(offset + at, data[at:end])
             return
         self._write(offset, data)
