@@ -9,12 +9,12 @@ taken from the local cache.
 
 from __future__ import annotations
 
+import itertools
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import blake3
 import zstandard
 
 from liferaft.crypto.aead import AuthenticationFailed
@@ -24,7 +24,7 @@ from liferaft.ops.pipeline import ordered_map
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo import blobs, names
 from liferaft.repo.index import ChunkIndex
-from liferaft.repo.packer import check_footer
+from liferaft.repo.packer import check_footer, pack_id_of
 from liferaft.repo.repository import Repository
 
 
@@ -74,7 +74,7 @@ def _check_snapshot(
 ) -> None:
     try:
         snap = repo.load_snapshot(sid)
-        for cid in [*snap.map_pieces, *repo.chunk_map(snap, index)]:
+        for cid in itertools.chain(snap.map_pieces, repo.chunk_map(snap, index)):  # streamed: bounded memory
             if cid in UNSTORED:
                 continue
             loc = index.lookup(cid)
@@ -119,7 +119,7 @@ def _check_pack(repo: Repository, pack_hex: str) -> tuple[int, list[str]]:
         data = repo.store.get(names.pack(bytes.fromhex(pack_hex)))
     except LiferaftError as exc:
         return 0, [f"{what}: {exc.message}"]
-    if blake3.blake3(data, max_threads=blake3.blake3.AUTO).hexdigest() != pack_hex:
+    if pack_id_of(data).hex() != pack_hex:
         return len(data), [f"{what}: content does not match its name"]
     try:
         entries = check_footer(repo.opener, data)

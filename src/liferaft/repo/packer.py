@@ -35,6 +35,11 @@ POOL = 3
 _PAGE = mmap.PAGESIZE
 
 
+def pack_id_of(data: bytes | bytearray | memoryview) -> PackId:
+    """A pack's name: BLAKE3-256 of all its stored bytes (multi-threaded for whole packs)."""
+    return PackId(blake3.blake3(data, max_threads=blake3.blake3.AUTO).digest())
+
+
 def check_footer(opener: Opener, data: bytes | bytearray | memoryview) -> list[fmt.PackEntry]:
     """The entries of a whole pack's footer, checked to tile its blob area."""
     view, sealed = fmt.split(data)
@@ -144,7 +149,7 @@ class Packer:
         size = at + len(tail)
         with memoryview(buf) as whole, whole[:size] as view:
             check_footer(self._opener, view)
-            pack_id = PackId(blake3.blake3(view, max_threads=blake3.blake3.AUTO).digest())
+            pack_id = pack_id_of(view)
             name = names.pack(pack_id)
             self._store.put(name, view)
         for offset in range(0, size, READBACK_RANGE):  # read back and compare with what was meant

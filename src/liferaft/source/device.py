@@ -30,7 +30,8 @@ class SourceInfo:
     size: int
 
 
-def _size_of(fd: int, is_device: bool) -> int:
+def size_of(fd: int, is_device: bool) -> int:
+    """Bytes in the open device (BLKGETSIZE64) or file."""
     if is_device:
         buf = fcntl.ioctl(fd, BLKGETSIZE64, b"\0" * 8)
         return int(struct.unpack("<Q", buf)[0])
@@ -57,7 +58,7 @@ class SourceReader:
         except OSError as exc:
             raise SourceUnreadable(path=path, detail=exc.strerror or str(exc)) from None
         self.is_device = is_device
-        size = _size_of(self.fd, is_device)
+        size = size_of(self.fd, is_device)
         self.info = SourceInfo(path, "device" if is_device else "file", size if limit is None else min(size, limit))
         self._local = threading.local()
         if not self.direct:

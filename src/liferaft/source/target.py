@@ -18,7 +18,7 @@ import struct
 import threading
 
 from liferaft.errors import TargetError, TargetExists, TargetInUse, TargetLarger, TargetTooSmall
-from liferaft.source.device import BLKGETSIZE64
+from liferaft.source.device import size_of
 from liferaft.source.usage import in_use
 
 BLKZEROOUT = 0x127F
@@ -88,12 +88,17 @@ class TargetWriter:
             if exc.errno == errno.EBUSY:
                 raise TargetInUse(path=self.path, detail="held open exclusively by another program") from None
             raise
-        size = struct.unpack("<Q", fcntl.ioctl(self.fd, BLKGETSIZE64, b"\0" * 8))[0]
-        if size < self.image_size:
+        try:
+            self._check_size(size_of(self.fd, True), force)
+        except BaseException:
             os.close(self.fd)
+            raise
+
+    def _check_size(self, size: int, force: bool) -> None:
+        """A target must hold the image; a larger one is used only with force."""
+        if size < self.image_size:
             raise TargetTooSmall(path=self.path, target_size=size, image_size=self.image_size)
         if size > self.image_size and not force:
-            os.close(self.fd)
             raise TargetLarger(path=self.path, target_size=size, image_size=self.image_size)
 
     def _open_file(self, st: os.stat_result | None, force: bool) -> None:
@@ -109,10 +114,7 @@ class TargetWriter:
     def _open_existing_file(self, st: os.stat_result | None, force: bool) -> None:
         if st is None or not stat.S_ISREG(st.st_mode):
             raise TargetError(path=self.path, detail="a delta restore needs an existing image file or device")
-        if st.st_size < self.image_size:
-            raise TargetTooSmall(path=self.path, target_size=st.st_size, image_size=self.image_size)
-        if st.st_size > self.image_size and not force:
-            raise TargetLarger(path=self.path, target_size=st.st_size, image_size=self.image_size)
+        self._check_size(st.st_size, force)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
 
     def write(self, offset: int, data: bytes) -> None:
