@@ -120,7 +120,7 @@ class SourceUnreadable(LiferaftError):
 
 
 class SourceInUse(LiferaftError):
-    """{path} is in use ({holder}): a plain copy of a source in use is not consistent; unmount or detach it first"""
+    """{path} is in use ({holder}): a plain copy of a source in use is not consistent; back it up live (--provider freeze_trace, the default for mounted sources) or unmount it first"""
 
     exit_code = 31
 
@@ -164,7 +164,7 @@ class ResizeFailed(LiferaftError):
 
 # --- live consistency ---------------------------------------------------------------------------
 class FreezeFailed(LiferaftError):
-    """could not freeze {detail}: the system was left running and nothing was copied; check that the path is a mounted filesystem that supports freezing"""
+    """could not freeze {detail}: the system was left running and no snapshot was saved; check that the path is a mounted filesystem that supports freezing"""
 
     exit_code = 60
 
@@ -173,6 +173,18 @@ class FreezeExpired(LiferaftError):
     """the freeze lasted longer than {bound} s, so the watchdog thawed the filesystems: the copy taken in that window is not trusted; run again (or raise --max-freeze)"""
 
     exit_code = 61
+
+
+class SourceTooBusy(LiferaftError):
+    """the source changed faster than it could be copied ({detail}): the system was left running and no snapshot was saved; back up at a quieter time, or raise --max-passes"""
+
+    exit_code = 62
+
+
+class HookFailed(LiferaftError):
+    """the {which} hook failed ({detail}): the system was left running and no snapshot was saved; fix the command or drop the option"""
+
+    exit_code = 63
 
 
 # --- checks -------------------------------------------------------------------------------------

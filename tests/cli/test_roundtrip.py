@@ -74,7 +74,7 @@ def test_loop_device_with_populated_ext4(cli: Callable[..., Result], repo: Path,
     sh("cp", "-a", "/usr/share/doc/bash", str(mnt / "doc"))
     (mnt / "random.bin").write_bytes(os.urandom(5 * 1024 * 1024))
     # a mounted source is refused by the plain provider, never read half-changed
-    r = cli("backup", dev, repo=repo)
+    r = cli("backup", "--provider", "plain", dev, repo=repo)
     assert r.code == 31 and "in use" in r.err and str(mnt) in r.err
     sh("umount", str(mnt))
     res = backup_json(cli, repo, dev, "--all-blocks")  # bit-exact on request

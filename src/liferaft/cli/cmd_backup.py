@@ -9,12 +9,34 @@ from liferaft.cli import render
 from liferaft.cli.context import Context
 from liferaft.cli.render import BarProgress
 from liferaft.ops.backup import backup
+from liferaft.source.providers.freeze_trace import LiveOptions
 
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("backup", parents=[common], help="back up a block device or disk image file")
     p.add_argument("source", help="block device (e.g. /dev/sdb) or disk image file")
-    p.add_argument("--provider", default="plain", help="how a consistent view is had (default: plain, for sources not in use)")
+    p.add_argument(
+        "--provider",
+        default="auto",
+        choices=["auto", "plain", "freeze_trace", "reflink"],
+        help="how a consistent view is had: freeze_trace images mounted filesystems live, reflink clones an image "
+        "file in use (XFS, btrfs), plain needs a source nothing uses; auto (default) takes freeze_trace when "
+        "anything on the source is mounted",
+    )
+    live = p.add_argument_group("live backups (freeze_trace)")
+    live.add_argument(
+        "--max-freeze", type=float, default=10.0, metavar="S", help="the watchdog thaws after S seconds in any case (default 10)"
+    )
+    live.add_argument(
+        "--pre-freeze", metavar="CMD", help="shell command run just before the freeze; its failure aborts the backup"
+    )
+    live.add_argument("--post-thaw", metavar="CMD", help="shell command run just after the thaw")
+    live.add_argument(
+        "--max-passes", type=int, default=8, metavar="N", help="live copy passes at most before the freeze (default 8)"
+    )
+    live.add_argument(
+        "--trace-buffer", type=int, default=8192, metavar="KB", help="write-trace ring buffer per CPU (default 8192)"
+    )
     p.add_argument("--all-blocks", action="store_true", help="image every byte, free filesystem blocks too (bit-exact)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
@@ -23,7 +45,15 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     repo = ctx.open(create_default=True)
     try:
-        r = backup(repo, args.source, args.provider, BarProgress(ctx.err, not args.quiet), all_blocks=args.all_blocks)
+        options = LiveOptions(
+            max_freeze=args.max_freeze,
+            pre_freeze=args.pre_freeze,
+            post_thaw=args.post_thaw,
+            max_passes=args.max_passes,
+            trace_buffer_kb=args.trace_buffer,
+        )
+        bar = BarProgress(ctx.err, not args.quiet)
+        r = backup(repo, args.source, args.provider, bar, all_blocks=args.all_blocks, live=options)
     finally:
         repo.close()
     if ctx.json:
@@ -38,6 +68,15 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         f"stored {render.size(r.stored_bytes)}" + (f" ({r.stored_bytes / r.new_bytes:.0%} of new)" if r.new_bytes else ""),
         highlight=False,
     )
+    if r.live:
+        lv = r.live
+        ctx.out.print(
+            f"  live ({r.provider}): {', '.join(lv['mountpoints'])} frozen for {lv['freeze_ms']:.0f} ms; "
+            f"{lv['passes']} passes, {render.size(lv['reread_bytes'])} re-read, {lv['frozen_chunks']} chunks copied while frozen",
+            highlight=False,
+        )
+    for note in r.notes:
+        ctx.err.print(f"note: {note}", highlight=False, markup=False)
     for p in r.partitions:
         if p["note"]:
             ctx.err.print(f"warning: partition {p['number']}: {p['note']}", highlight=False, markup=False)

@@ -8,23 +8,19 @@ dedup). The chunk map is written as deduplicated metadata pieces, then the snaps
 
 from __future__ import annotations
 
-import socket
 import time
-from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from liferaft.disk.imaging import Plan, Region, chunk_free, make_plan
 from liferaft.errors import Interrupted
-from liferaft.format import FLAG_META, FREE_ID, ZERO_ID, ChunkId
-from liferaft.format.chunkmap import PIECE_ENTRIES, encode_piece
-from liferaft.format.snapshot import Snapshot
-from liferaft.ops.pipeline import default_workers, ordered_map
+from liferaft.ops.imager import Imager
+from liferaft.ops.live import copy_live, use_tracking
+from liferaft.ops.pipeline import default_workers
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo.repository import Repository
-from liferaft.repo.writer import BackupWriter
 from liferaft.source import providers
-from liferaft.source.device import SourceReader
+from liferaft.source.providers.freeze_trace import LiveOptions, LiveSource
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,142 +38,93 @@ class BackupResult:
     stored_bytes: int
     seconds: float
     partitions: list[dict[str, Any]]
+    live: dict[str, Any] = field(default_factory=dict)
+    """Live backups: passes, bytes re-read, the freeze window (freeze_ms), mountpoints."""
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
 
 
-def _now() -> str:
-    """UTC with microseconds, so that snapshots taken within one second still sort in order."""
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
 def backup(
     repo: Repository,
     source: str,
-    provider: str = "plain",
+    provider: str = "auto",
     progress: Progress | None = None,
     workers: int | None = None,
     all_blocks: bool = False,
+    live: LiveOptions | None = None,
 ) -> BackupResult:
-    """Image source into the repository. Unless all_blocks, free filesystem blocks are neither
-    read nor stored (they restore as zeros)."""
+    """Image source into the repository. provider 'auto' takes freeze_trace when filesystems of
+    the source are mounted, plain otherwise. Unless all_blocks, free filesystem blocks are
+    neither read nor stored (they restore as zeros)."""
     progress = progress or NoProgress()
     started = time.monotonic()
-    reader = providers.get(provider).open(source, repo.config.chunk_size)
+    name = providers.choose(source) if provider == "auto" else provider
+    options = live or LiveOptions()
+    src: LiveSource | None = None
+    if name == LiveSource.name:
+        src = LiveSource(source, repo.config.chunk_size, options)
+        reader = src.reader
+    else:
+        reader = providers.get(name).open(source, repo.config.chunk_size)
     try:
+        if src is not None:
+            src.settle()  # before the used-block map is read, so that the map on disk is current
         plan = make_plan(reader.read_at, reader.info.size, all_blocks)
-        return _run(repo, reader, plan, provider, progress, workers, started)
-    finally:
-        reader.close()
-
-
-def _run(
-    repo: Repository, reader: SourceReader, plan: Plan, provider: str, progress: Progress, workers: int | None, started: float
-) -> BackupResult:
-    size = reader.info.size
-    chunk = repo.config.chunk_size
-    zero = bytes(chunk)
-    zero_id = repo.ids.chunk_id(zero)
-    index = repo.open_index()
-    writer = BackupWriter(repo, index, f"backup {reader.path}")
-    digest = repo.ids.digest()
-    pieces: list[ChunkId] = []
-    piece: list[ChunkId] = []
-    counts = {ZERO_ID: 0, FREE_ID: 0}
-    read_bytes = 0
-
-    def work(item: tuple[int, tuple[tuple[int, int], ...]]) -> tuple[ChunkId, ChunkId, int, int]:
-        """(map entry, id for the digest, length, bytes read) of one chunk."""
-        i, free = item
-        length = min(chunk, size - i * chunk)
-        if sum(n for _, n in free) == length:
-            return FREE_ID, FREE_ID, length, 0
-        if reader.is_hole(i):
-            return ZERO_ID, zero_id if length == chunk else repo.ids.chunk_id(bytes(length)), length, 0
-        data = reader.read(i)
-        if free:  # stale data in free blocks is neither hashed nor stored
-            data = bytearray(data)
-            for at, n in free:
-                data[at : at + n] = bytes(n)
-        if data == zero:
-            return ZERO_ID, zero_id, length, length
-        if length < chunk and data.count(0) == length:  # a short all-zero last chunk
-            return ZERO_ID, repo.ids.chunk_id(data), length, length
-        cid = repo.ids.chunk_id(data)
-        writer.put(cid, data)
-        return cid, cid, length, length
-
-    def flush_piece() -> None:
-        body = encode_piece(piece)
-        pid = repo.ids.chunk_id(body)
-        writer.put(pid, body, FLAG_META)
-        pieces.append(pid)
-        piece.clear()
-
-    progress.start(f"backup {reader.path}", size)
-    try:
         if workers is None:
             workers = default_workers() + (2 if reader.direct else 0)
-        jobs = chunk_free(plan.free_extents(), chunk, size)
-        for entry, did, length, nread in ordered_map(work, jobs, workers):
-            digest.update(did)
-            if entry in counts:
-                counts[entry] += 1
-            read_bytes += nread
-            piece.append(entry)
-            if len(piece) == PIECE_ENTRIES:
-                flush_piece()
-            progress.advance(length)
-        if piece:
-            flush_piece()
-        seconds = time.monotonic() - started
-        stats = {
-            "bytes_read": read_bytes,
-            "zero_chunks": counts[ZERO_ID],
-            "free_chunks": counts[FREE_ID],
-            "new_chunks": writer.new_chunks,
-            "new_bytes": writer.new_bytes,
-            "stored_bytes": writer.stored_bytes,
-            "seconds": round(seconds, 3),
-        }
-        snap = Snapshot(
-            hostname=socket.gethostname(),
-            source=reader.path,
-            source_kind=reader.info.kind,
-            time=_now(),
-            provider=provider,
-            size=size,
-            chunk_size=chunk,
-            map_pieces=tuple(pieces),
-            image_digest=digest.finish(size),
-            stats=stats,
-            layout=layout_record(plan),
-        )
-        sid = writer.commit(snap)
-    except KeyboardInterrupt:
-        writer.abort()
-        raise Interrupted() from None
-    except BaseException:
-        writer.abort()
-        raise
+        im = Imager(repo, reader, progress, workers)
+        try:
+            live_record: dict[str, Any] = {}
+            if src is not None:
+                only, tracked = use_tracking(repo, im, src)
+                done = copy_live(im, src, plan, lambda: make_plan(reader.read_at, reader.info.size, all_blocks), only)
+                plan = done.plan or plan
+                live_record = {**done.record(), "mountpoints": src.mountpoints, "tracking": tracked}
+            else:
+                im.copy(chunk_free(plan.free_extents(), im.chunk, im.size), f"backup {reader.path}", im.size)
+            zero, free = im.counts()
+            stats = {
+                "bytes_read": im.bytes_read,
+                "zero_chunks": zero,
+                "free_chunks": free,
+                "new_chunks": im.writer.new_chunks,
+                "new_bytes": im.writer.new_bytes,
+                "stored_bytes": im.writer.stored_bytes,
+                "seconds": round(time.monotonic() - started, 3),
+                **live_record,
+            }
+            sid = im.commit(name, stats, layout_record(plan))
+        except KeyboardInterrupt:
+            im.abort()
+            raise Interrupted() from None
+        except BaseException:
+            im.abort()
+            raise
+        finally:
+            im.close()
     finally:
-        progress.finish()
-        index.close()
+        if src is not None:
+            src.close()
+        else:
+            reader.close()
     return BackupResult(
         snapshot_id=sid,
         source=reader.path,
-        provider=provider,
-        size=size,
-        chunks=reader.chunk_count,
-        zero_chunks=counts[ZERO_ID],
-        free_chunks=counts[FREE_ID],
-        new_chunks=writer.new_chunks,
-        bytes_read=read_bytes,
-        new_bytes=writer.new_bytes,
-        stored_bytes=writer.stored_bytes,
+        provider=name,
+        size=im.size,
+        chunks=im.count,
+        zero_chunks=zero,
+        free_chunks=free,
+        new_chunks=im.writer.new_chunks,
+        bytes_read=im.bytes_read,
+        new_bytes=im.writer.new_bytes,
+        stored_bytes=im.writer.stored_bytes,
         seconds=time.monotonic() - started,
         partitions=[_partition_summary(r) for r in plan.regions],
+        live=live_record,
+        notes=list(options.notes),
     )
 
 

@@ -131,8 +131,18 @@ class Packer:
         self._ready.put(None)
         self._thread.join()
 
+    def settle(self) -> None:
+        """Wait until every full pack handed over so far is uploaded (nothing is being written
+        afterwards until the next add() fills a pack)."""
+        self._ready.join()
+        self._raise_pending()
+
     def _upload_loop(self) -> None:
-        while (pack := self._ready.get()) is not None:
+        while True:
+            pack = self._ready.get()
+            if pack is None:
+                self._ready.task_done()
+                return
             if self._error is None:
                 try:
                     self._upload(pack)
@@ -140,6 +150,7 @@ class Packer:
                     self._error = exc
             self._free.put(pack.buf)
             del pack
+            self._ready.task_done()
 
     def _upload(self, pack: _Pack) -> None:
         buf, at = pack.buf, pack.used

@@ -12,6 +12,8 @@ import os
 import socket
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from liferaft.crypto.aead import Sealer
 from liferaft.errors import StoreError
@@ -39,6 +41,8 @@ class Lease:
         self._started = time.time()
         self._command = command
         self._stop = threading.Event()
+        self.hold = threading.Lock()
+        """Held, no renewal writes (while the filesystem under the repository may be frozen)."""
         self.lost: str | None = None
         self._write()
         self._last_ok = time.monotonic()
@@ -52,7 +56,8 @@ class Lease:
     def _renew_loop(self) -> None:
         while not self._stop.wait(LEASE_RENEW_S):
             try:
-                self._write()
+                with self.hold:
+                    self._write()
                 self._last_ok = time.monotonic()
             except StoreError as exc:
                 if time.monotonic() - self._last_ok > LEASE_TERM_S / 2:
@@ -101,6 +106,14 @@ class BackupWriter:
             self.new_bytes += len(data)
             self.stored_bytes += stored
         return True
+
+    @contextmanager
+    def quiet(self) -> Iterator[None]:
+        """Nothing is written to the repository inside this block: pack uploads handed over so
+        far are finished first and the lease is not renewed. No put() may run inside."""
+        with self.lease.hold:
+            self.packer.settle()
+            yield
 
     def commit(self, snap: Snapshot) -> SnapshotId:
         locations = self.packer.finish()

@@ -1,13 +1,12 @@
 """Tracing the writes queued to a block device, with a tracefs instance of liferaft's own (no
-kernel module): the ``block_bio_queue`` event, filtered in the kernel to the device and to writes
-and discards.
+kernel module): the ``block_bio_queue`` and ``block_rq_complete`` events, filtered in the kernel to
+the device and to writes and discards. A write is seen when it is queued and again when it
+completes, so a reader that raced with a slow write learns of it after that write has landed.
 
 The kernel reports partition I/O against the whole disk with disk-absolute sectors, so the filter
 names the disk and a partition's start (from sysfs) is subtracted here. Events are drained from
 ``trace_pipe`` without blocking. A ring-buffer overrun (per-CPU ``stats``) means events were lost:
 ``overruns()`` reports it, and the caller must then treat everything as written.
-
-A building block of the freeze_trace provider (issue #4); not wired into backup yet.
 """
 
 from __future__ import annotations
@@ -23,8 +22,8 @@ from pathlib import Path
 from liferaft.errors import SourceUnreadable
 
 TRACEFS = Path("/sys/kernel/tracing")
-EVENT = "events/block/block_bio_queue"
-_LINE = re.compile(rb"block_bio_queue: (\d+),(\d+) (\S+) (\d+) \+ (\d+)")
+EVENTS = ("events/block/block_bio_queue", "events/block/block_rq_complete")
+_LINE = re.compile(rb"block_(?:bio_queue|rq_complete): (\d+),(\d+) (\S+) (?:\([^)]*\) )?(\d+) \+ (\d+)")
 
 
 def _mount_tracefs() -> Path:
@@ -52,20 +51,38 @@ def _disk_of(dev: str) -> tuple[int, int, int, int]:
     return major, minor, start, sectors
 
 
+def remove_stale(root: Path) -> None:
+    """Remove the instances of liferaft processes that died without removing theirs (kill -9):
+    a leaked instance keeps tracing and holds its ring buffer."""
+    for inst in (root / "instances").glob("liferaft-*-*"):
+        pid = int(inst.name.split("-")[1]) if inst.name.split("-")[1].isdigit() else 0
+        if pid and not Path(f"/proc/{pid}").exists():
+            try:
+                (inst / "tracing_on").write_text("0")
+                for event in EVENTS:
+                    (inst / event / "enable").write_text("0")
+                inst.rmdir()
+            except OSError:
+                pass
+
+
 class BlockTrace:
     """Writes to one device, as (first byte, length) ranges relative to that device."""
 
     def __init__(self, dev: str, buffer_kb: int = 8192) -> None:
         self.dev = dev
         major, minor, self._start, self._sectors = _disk_of(dev)
+        self._dev = (str(major).encode(), str(minor).encode())
         root = _mount_tracefs()
+        remove_stale(root)
         self.instance = root / "instances" / f"liferaft-{os.getpid()}-{os.urandom(3).hex()}"
         self.instance.mkdir()  # tracefs creates a whole tracing instance
         try:
             (self.instance / "buffer_size_kb").write_text(str(buffer_kb))
             kernel_dev = major << 20 | minor  # the kernel's dev_t layout in this event
-            (self.instance / EVENT / "filter").write_text(f'dev == {kernel_dev} && (rwbs ~ "*W*" || rwbs ~ "*D*")')
-            (self.instance / EVENT / "enable").write_text("1")
+            for event in EVENTS:
+                (self.instance / event / "filter").write_text(f'dev == {kernel_dev} && (rwbs ~ "*W*" || rwbs ~ "*D*")')
+                (self.instance / event / "enable").write_text("1")
             (self.instance / "tracing_on").write_text("1")
             self._pipe = os.open(self.instance / "trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
         except BaseException:
@@ -91,8 +108,8 @@ class BlockTrace:
             self._rest = lines.pop()
             for line in lines:
                 m = _LINE.search(line)
-                if not m:
-                    continue
+                if not m or m.group(1, 2) != self._dev or not (b"W" in m.group(3) or b"D" in m.group(3)):
+                    continue  # the kernel filter may lag behind enabling the event
                 first = max(int(m.group(4)) - self._start, 0)
                 end = min(int(m.group(4)) + int(m.group(5)) - self._start, self._sectors)
                 if first < end:
@@ -113,7 +130,8 @@ class BlockTrace:
             self._pipe = -1
         try:
             (self.instance / "tracing_on").write_text("0")
-            (self.instance / EVENT / "enable").write_text("0")
+            for event in EVENTS:
+                (self.instance / event / "enable").write_text("0")
         except OSError:
             pass
         try:

@@ -5,12 +5,11 @@ with ``python -B`` and imports nothing afterwards, so it never writes to a froze
 thaws every filesystem when the window exceeds its bound, or at once when its parent dies (even by
 kill -9: its stdin reaches end of file). The freeze window, from the first FIFREEZE to the last
 FITHAW, is measured here, which is what applications feel.
-
-This is the building block of the freeze_trace provider (issue #4); it is not wired into backup yet.
 """
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
 import subprocess
@@ -18,7 +17,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from liferaft.errors import FreezeExpired, FreezeFailed
 
@@ -29,8 +28,12 @@ FITHAW = 0xC0045878
 @dataclass
 class Window:
     started: float = 0.0
+    wall: float = 0.0
+    """time.time() at the first FIFREEZE: the instant the image stands for."""
     seconds: float = 0.0
     """First FIFREEZE to last FITHAW."""
+    unsupported: list[str] = field(default_factory=list)
+    """Mountpoints whose filesystem cannot be frozen (FUSE, FAT, ...), when those are allowed."""
 
 
 def thaw(path: str) -> None:
@@ -45,10 +48,11 @@ def thaw(path: str) -> None:
 
 
 @contextmanager
-def frozen(mountpoints: list[str], max_freeze: float = 10.0) -> Iterator[Window]:
+def frozen(mountpoints: list[str], max_freeze: float = 10.0, allow_unsupported: bool = False) -> Iterator[Window]:
     """Freeze mountpoints together for the body of the with-block; the body must not write to
     them. Raises FreezeFailed (nothing frozen) or, on exit, FreezeExpired if the watchdog had to
-    thaw."""
+    thaw. With allow_unsupported, a filesystem that has no freeze at all is left running and
+    listed in the window's ``unsupported``."""
     dog = subprocess.Popen(
         [sys.executable, "-B", "-m", "liferaft.source.watchdog", str(max_freeze), *mountpoints],
         stdin=subprocess.PIPE,
@@ -63,7 +67,7 @@ def frozen(mountpoints: list[str], max_freeze: float = 10.0) -> Iterator[Window]
     fds: list[int] = []
     dog.stdin.write(b"start\n")
     dog.stdin.flush()
-    window.started = time.monotonic()
+    window.started, window.wall = time.monotonic(), time.time()
     try:
         for mp in mountpoints:
             fd = os.open(mp, os.O_RDONLY | os.O_CLOEXEC)
@@ -73,6 +77,9 @@ def frozen(mountpoints: list[str], max_freeze: float = 10.0) -> Iterator[Window]
             except OSError as exc:
                 fds.pop()
                 os.close(fd)
+                if allow_unsupported and exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY):
+                    window.unsupported.append(mp)
+                    continue
                 raise FreezeFailed(f"{mp} ({exc.strerror})") from None
         yield window
     finally:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -12,13 +13,36 @@ def _unescape(field: str) -> str:
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 
 
-def _mounts() -> dict[str, str]:
-    """'major:minor' -> first mount point, from /proc/self/mountinfo."""
-    out: dict[str, str] = {}
+@dataclass(frozen=True, slots=True)
+class Mounted:
+    """One mounted filesystem: its device ('major:minor'), first mount point and type."""
+
+    dev: str
+    mountpoint: str
+    fstype: str
+
+
+def _mounts() -> dict[str, Mounted]:
+    """'major:minor' of the block device -> its first mount, from /proc/self/mountinfo. The
+    device is the mount's own number, or its source's when that is a block device (btrfs reports
+    an anonymous number of its own)."""
+    out: dict[str, Mounted] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            parts = line.split()
-            out.setdefault(parts[2], _unescape(parts[4]))
+            head, _, tail = line.partition(" - ")
+            parts, rest = head.split(), tail.split()
+            if len(parts) < 5 or len(rest) < 2:
+                continue
+            mp, fstype, src = _unescape(parts[4]), rest[0], _unescape(rest[1])
+            devs = [parts[2]]
+            if src.startswith("/dev/"):
+                try:
+                    rdev = os.stat(src).st_rdev
+                    devs.append(f"{os.major(rdev)}:{os.minor(rdev)}")
+                except OSError:
+                    pass
+            for dev in devs:
+                out.setdefault(dev, Mounted(dev, mp, fstype))
     return out
 
 
@@ -31,14 +55,20 @@ def _block_name(rdev: int) -> str | None:
 
 
 def _family(name: str) -> list[str]:
-    """The device and its partitions, as 'major:minor' strings."""
-    base = Path("/sys/class/block") / name
-    found = []
-    for d in [base, *sorted(p for p in base.glob(f"{name}*") if (p / "partition").exists())]:
-        try:
-            found.append((d / "dev").read_text().strip())
-        except OSError:
-            continue
+    """The device, its partitions and every device stacked on them (sysfs holders: device
+    mapper, md), as 'major:minor' strings."""
+    found: list[str] = []
+    todo = [name]
+    while todo:
+        base = Path("/sys/class/block") / todo.pop(0)
+        for d in [base, *sorted(p for p in base.glob(f"{base.name}*") if (p / "partition").exists())]:
+            try:
+                dev = (d / "dev").read_text().strip()
+            except OSError:
+                continue
+            if dev not in found:
+                found.append(dev)
+                todo += sorted(h.name for h in (d / "holders").glob("*"))
     return found
 
 
@@ -62,26 +92,52 @@ def _swaps() -> set[str]:
         return set()
 
 
+def _holders(p: Path) -> list[str]:
+    """Block device names that carry path: the device itself, or the loop devices backed by an
+    image file."""
+    try:
+        st = p.stat()
+    except OSError:
+        return []
+    if stat.S_ISBLK(st.st_mode):
+        name = _block_name(st.st_rdev)
+        return [name] if name else []
+    if stat.S_ISREG(st.st_mode):
+        return _loops_backed_by(p)
+    return []
+
+
+def mounted_filesystems(path: str | os.PathLike[str]) -> list[Mounted]:
+    """Every filesystem mounted from the device (its partitions, devices stacked on them) or from
+    a loop device backed by the image file; one entry per filesystem."""
+    mounts = _mounts()
+    return [mounts[dev] for name in _holders(Path(path)) for dev in _family(name) if dev in mounts]
+
+
+def traced_device(path: str) -> tuple[str, str]:
+    """The block device whose writes change path: path itself, or for an image file the loop
+    device through which its filesystems are mounted (with a note saying so)."""
+    p = Path(path)
+    if not p.is_file():
+        return path, ""
+    for name in _loops_backed_by(p):
+        if mounted_filesystems(f"/dev/{name}"):
+            return f"/dev/{name}", f"{path} is attached to /dev/{name}: imaged through it"
+    return path, ""
+
+
 def in_use(path: str | os.PathLike[str]) -> str | None:
     """Where the device or image file is in use ('mounted at /x', 'swap', 'loop0 mounted at /y'),
     or None when nothing holds it."""
     p = Path(path)
-    try:
-        st = p.stat()
-    except OSError:
+    if not p.exists():
         return None
     mounts = _mounts()
-    names: list[tuple[str, str]] = []  # (prefix for the message, block device name)
-    if stat.S_ISBLK(st.st_mode):
-        name = _block_name(st.st_rdev)
-        if name:
-            names.append(("", name))
-    elif stat.S_ISREG(st.st_mode):
-        names += [(f"{loop} ", loop) for loop in _loops_backed_by(p)]
-    for prefix, name in names:
+    prefix = "" if p.is_block_device() else "{} "
+    for name in _holders(p):
         for dev in _family(name):
             if dev in mounts:
-                return f"{prefix}mounted at {mounts[dev]}".strip()
+                return f"{prefix.format(name)}mounted at {mounts[dev].mountpoint}".strip()
     if os.path.realpath(p) in _swaps():
         return "active swap"
     return None

@@ -16,12 +16,22 @@ class Provider(Protocol):
         ...
 
 
+def choose(path: str) -> str:
+    """The provider for a source: freeze_trace when filesystems on it are mounted (a live
+    system), plain otherwise."""
+    from liferaft.source.usage import mounted_filesystems
+
+    return "freeze_trace" if mounted_filesystems(path) else "plain"
+
+
 def get(name: str) -> Provider:
     from liferaft.errors import UsageError
     from liferaft.source.providers.plain import PlainProvider
+    from liferaft.source.providers.reflink import ReflinkProvider
 
-    providers: dict[str, Provider] = {"plain": PlainProvider()}
+    providers: dict[str, Provider] = {"plain": PlainProvider(), "reflink": ReflinkProvider()}
     try:
         return providers[name]
     except KeyError:
-        raise UsageError(f"unknown provider {name!r}: choose one of {sorted(providers)}") from None
+        known = sorted([*providers, "freeze_trace", "auto"])
+        raise UsageError(f"unknown provider {name!r}: choose one of {known}") from None

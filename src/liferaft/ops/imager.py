@@ -1,0 +1,158 @@
+"""One image being built: chunks read, new ones stored, and every chunk's id kept in a flat table
+(32 bytes per chunk: 64 MiB for a 2 TiB disk) until the snapshot commits it.
+
+A chunk may be copied more than once (live backups re-copy what was written meanwhile); the last
+copy counts. Reading and storing are separate steps, so a live backup can read chunks into memory
+while the filesystems are frozen and store them after the thaw.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Iterable, Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+from liferaft.disk.imaging import Pieces
+from liferaft.format import FLAG_META, FREE_ID, ID_SIZE, ZERO_ID, ChunkId, SnapshotId
+from liferaft.format.chunkmap import PIECE_ENTRIES, encode_piece
+from liferaft.format.snapshot import Snapshot
+from liferaft.ops.pipeline import ordered_map
+from liferaft.ops.progress import Progress
+from liferaft.repo.index import ChunkIndex
+from liferaft.repo.repository import Repository
+from liferaft.repo.writer import BackupWriter
+from liferaft.source.device import SourceReader
+
+
+def now() -> str:
+    """UTC with microseconds, so that snapshots taken within one second still sort in order."""
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+class Imager:
+    def __init__(self, repo: Repository, reader: SourceReader, progress: Progress, workers: int) -> None:
+        self.repo, self.reader, self.progress, self.workers = repo, reader, progress, workers
+        self.size = reader.info.size
+        self.chunk = repo.config.chunk_size
+        self.count = reader.chunk_count
+        self._zero = bytes(self.chunk)
+        self.zero_id = repo.ids.chunk_id(self._zero)
+        self.table = bytearray(self.count * ID_SIZE)
+        self.index: ChunkIndex = repo.open_index()
+        self.writer = BackupWriter(repo, self.index, f"backup {reader.path}")
+        self.bytes_read = 0
+
+    def length(self, i: int) -> int:
+        return min(self.chunk, self.size - i * self.chunk)
+
+    def entry(self, i: int) -> ChunkId:
+        return ChunkId(bytes(self.table[i * ID_SIZE : (i + 1) * ID_SIZE]))
+
+    def set(self, i: int, cid: ChunkId) -> None:
+        self.table[i * ID_SIZE : (i + 1) * ID_SIZE] = cid
+
+    def read(self, i: int, free: Pieces = ()) -> bytes | bytearray | None:
+        """Chunk i with its free pieces zeroed, or None for a hole of an image file (zeros that
+        need no reading)."""
+        if self.reader.is_hole(i):
+            return None
+        data = self.reader.read(i)
+        if free:  # stale data in free blocks is neither hashed nor stored
+            data = bytearray(data)
+            for at, n in free:
+                data[at : at + n] = bytes(n)
+        return data
+
+    def ingest(self, data: bytes | bytearray) -> ChunkId:
+        """The map entry of a chunk's bytes; stores it if the repository lacks it."""
+        if data == self._zero or (len(data) < self.chunk and data.count(0) == len(data)):
+            return ZERO_ID
+        cid = self.repo.ids.chunk_id(data)
+        self.writer.put(cid, data)
+        return cid
+
+    def copy(self, jobs: Iterable[tuple[int, Pieces]], what: str, total: int) -> int:
+        """Read and store the chunks of jobs ((index, free pieces)); the bytes read."""
+        before = self.bytes_read
+
+        def work(job: tuple[int, Pieces]) -> tuple[int, ChunkId, int]:
+            i, free = job
+            if sum(n for _, n in free) == self.length(i):
+                return i, FREE_ID, 0
+            data = self.read(i, free)
+            if data is None:
+                return i, ZERO_ID, 0
+            return i, self.ingest(data), len(data)
+
+        self.progress.start(what, total)
+        try:
+            for i, cid, nread in ordered_map(work, jobs, self.workers):
+                self.set(i, cid)
+                self.bytes_read += nread
+                self.progress.advance(self.length(i))
+        finally:
+            self.progress.finish()
+        return self.bytes_read - before
+
+    def read_into_memory(self, chunks: list[int]) -> Iterator[tuple[int, bytes]]:
+        """Whole chunks copied out of the reader's buffers (for the frozen window: no storing)."""
+
+        def work(i: int) -> tuple[int, bytes]:
+            data = self.reader.read(i)
+            return i, bytes(data)
+
+        yield from ordered_map(work, chunks, self.workers)
+
+    def store(self, chunks: Iterable[tuple[int, bytes]]) -> None:
+        def work(item: tuple[int, bytes]) -> tuple[int, ChunkId]:
+            return item[0], self.ingest(item[1])
+
+        for i, cid in ordered_map(work, chunks, self.workers):
+            self.set(i, cid)
+
+    def counts(self) -> tuple[int, int]:
+        """(zero chunks, free chunks) in the table."""
+        zero = free = 0
+        for i in range(self.count):
+            e = self.entry(i)
+            zero += e == ZERO_ID
+            free += e == FREE_ID
+        return zero, free
+
+    def commit(self, provider: str, stats: dict[str, Any], layout: dict[str, Any]) -> SnapshotId:
+        """Write the chunk map and the snapshot: the commit point."""
+        digest = self.repo.ids.digest()
+        pieces: list[ChunkId] = []
+        for start in range(0, self.count, PIECE_ENTRIES):
+            ids = [self.entry(i) for i in range(start, min(start + PIECE_ENTRIES, self.count))]
+            for i, e in enumerate(ids, start):
+                if e == ZERO_ID:
+                    length = self.length(i)
+                    digest.update(self.zero_id if length == self.chunk else self.repo.ids.chunk_id(bytes(length)))
+                else:
+                    digest.update(e)
+            body = encode_piece(ids)
+            pid = self.repo.ids.chunk_id(body)
+            self.writer.put(pid, body, FLAG_META)
+            pieces.append(pid)
+        snap = Snapshot(
+            hostname=socket.gethostname(),
+            source=self.reader.path,
+            source_kind=self.reader.info.kind,
+            time=now(),
+            provider=provider,
+            size=self.size,
+            chunk_size=self.chunk,
+            map_pieces=tuple(pieces),
+            image_digest=digest.finish(self.size),
+            stats=stats,
+            layout=layout,
+        )
+        return self.writer.commit(snap)
+
+    def abort(self) -> None:
+        self.writer.abort()
+
+    def close(self) -> None:
+        self.index.close()

@@ -1,0 +1,192 @@
+"""The freeze_trace provider: a consistent image of a disk whose filesystems are mounted and
+being written, without a kernel module and without LVM (docs/design.md, "Live images").
+
+This module gives the parts; ``ops.live`` runs the passes. A LiveSource finds every filesystem
+mounted from the source, traces the writes queued to and completed on the device into a per-chunk
+dirty map (a thread drains the trace all the time, so the ring buffer does not fill), and freezes
+all the filesystems together under the watchdog of ``source.freeze``. Everything the frozen window
+runs is imported here, at load time, so no lazy import writes a .pyc file to a frozen filesystem.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from liferaft.errors import HookFailed, SourceUnreadable, UsageError
+from liferaft.source.blocktrace import BlockTrace
+from liferaft.source.device import SourceReader
+from liferaft.source.freeze import Window, frozen
+from liferaft.source.usage import Mounted, mounted_filesystems, traced_device
+
+DRAIN_EVERY_S = 0.05
+_libc = ctypes.CDLL(None, use_errno=True)
+_DIRTY = re.compile(b"\x01")
+
+
+def syncfs(mountpoint: str) -> None:
+    """Write back one filesystem's dirty pages and journal (syncfs(2)); errors are not fatal
+    here: the freeze flushes whatever is left."""
+    fd = os.open(mountpoint, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        _libc.syncfs(fd)
+    finally:
+        os.close(fd)
+
+
+def run_hook(which: str, command: str) -> None:
+    """Run a --pre-freeze / --post-thaw command through the shell; a failure raises HookFailed."""
+    try:
+        done = subprocess.run(command, shell=True, capture_output=True, text=True, timeout=600)
+    except subprocess.TimeoutExpired:
+        raise HookFailed(which=which, detail="it ran for more than 600 s") from None
+    if done.returncode != 0:
+        tail = (done.stderr.strip() or done.stdout.strip()).splitlines()[-1:] or ["no output"]
+        raise HookFailed(which=which, detail=f"exit status {done.returncode}: {tail[0]}")
+
+
+@dataclass
+class Taken:
+    """The chunks written since the previous take, and whether trace events were lost (then any
+    chunk may have been written)."""
+
+    chunks: list[int]
+    lost: bool
+
+
+@dataclass
+class LiveOptions:
+    max_freeze: float = 10.0
+    """The watchdog's bound on the freeze window, in seconds."""
+    pre_freeze: str | None = None
+    post_thaw: str | None = None
+    trace_buffer_kb: int = 8192
+    """Ring buffer per CPU."""
+    max_passes: int = 8
+    """Live re-copy passes before the final frozen one."""
+    frozen_memory: int = 256 << 20
+    """At most this many bytes of dirty chunks are copied into memory during the freeze."""
+    notes: list[str] = field(default_factory=list)
+
+
+class LiveSource:
+    """A mounted source being traced. Use as a context manager (the trace instance and the
+    drain thread always go away)."""
+
+    name = "freeze_trace"
+
+    def __init__(self, path: str, chunk_size: int, options: LiveOptions) -> None:
+        self.options = options
+        self.mounts: list[Mounted] = mounted_filesystems(path)
+        if not self.mounts:
+            raise UsageError(f"nothing is mounted from {path}: back it up with --provider plain")
+        device, note = traced_device(path)
+        if note:
+            options.notes.append(note)
+        self.unfreezable: list[str] | None = None
+        self.reader = SourceReader(device, chunk_size)
+        self.chunk_size = chunk_size
+        self._lock = threading.Lock()
+        self._dirty = bytearray(self.reader.chunk_count)
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        try:
+            self.trace = BlockTrace(device, options.trace_buffer_kb)
+        except BaseException:
+            self.reader.close()
+            raise
+        self._overruns = self.trace.overruns()
+        self._thread = threading.Thread(target=self._drain_loop, name="liferaft-trace", daemon=True)
+        self._thread.start()
+
+    @property
+    def mountpoints(self) -> list[str]:
+        return [m.mountpoint for m in self.mounts]
+
+    def _drain(self) -> None:
+        """Move traced writes into the dirty map; the caller holds the lock."""
+        last = len(self._dirty) - 1
+        for offset, length in self.trace.drain():
+            first, end = offset // self.chunk_size, min((offset + length - 1) // self.chunk_size, last)
+            self._dirty[first : end + 1] = b"\x01" * (end + 1 - first)
+
+    def _drain_loop(self) -> None:
+        while not self._stop.wait(DRAIN_EVERY_S):
+            try:
+                with self._lock:
+                    self._drain()
+            except BaseException as exc:  # reported by the next take()
+                self._error = exc
+                return
+
+    def take(self) -> Taken:
+        """The chunks written since the last take (or since tracing began) and start afresh."""
+        with self._lock:
+            if self._error is not None:
+                raise SourceUnreadable(path=self.trace.dev, detail=f"the write trace failed: {self._error}")
+            self._drain()
+            dirty, self._dirty = self._dirty, bytearray(len(self._dirty))
+            overruns = self.trace.overruns()
+            lost, self._overruns = overruns != self._overruns, overruns
+        return Taken([m.start() for m in _DIRTY.finditer(dirty)], lost)
+
+    def settle(self) -> None:
+        """Let writes queued before tracing began land: a brief freeze and thaw of every
+        filesystem (which flushes them). From here on every write is in the trace. The first
+        settle also learns which filesystems have no freeze at all (FUSE, FAT): those are synced
+        instead, and their part of the image is crash-consistent (noted)."""
+        first = self.unfreezable is None
+        self.sync()
+        with frozen(self.freezable, self.options.max_freeze, allow_unsupported=first) as window:
+            pass
+        if first:
+            self.unfreezable = window.unsupported
+            for mp in self.unfreezable:
+                kind = next(m.fstype for m in self.mounts if m.mountpoint == mp)
+                self.options.notes.append(
+                    f"{mp} ({kind}) cannot be frozen: it was synced and traced instead, so its part of the image is "
+                    "crash-consistent (as after a power cut)"
+                )
+
+    @property
+    def freezable(self) -> list[str]:
+        return [mp for mp in self.mountpoints if mp not in (self.unfreezable or [])]
+
+    def sync(self) -> None:
+        for mp in self.mountpoints:
+            syncfs(mp)
+
+    @contextmanager
+    def freeze(self) -> Iterator[Window]:
+        """The pre-freeze hook, every filesystem frozen together under the watchdog, the
+        post-thaw hook (a failure of that one is noted, not fatal: the copy is already good)."""
+        if self.options.pre_freeze:
+            run_hook("pre-freeze", self.options.pre_freeze)
+        try:
+            with frozen(self.freezable, self.options.max_freeze) as window:
+                yield window
+        finally:
+            if self.options.post_thaw:
+                try:
+                    run_hook("post-thaw", self.options.post_thaw)
+                except HookFailed as exc:
+                    self.options.notes.append(exc.message)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        self.trace.close()
+        self.reader.close()
+
+    def __enter__(self) -> LiveSource:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
