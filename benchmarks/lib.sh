@@ -28,3 +28,14 @@ measure() { # measure TOOL STEP STORED_PATH CMD...: run CMD on cold caches, prin
 }
 
 header() { printf '%-16s %-10s %8s %8s %8s %8s\n' tool step wall_s cpu_s rss_mib stored_mib; }
+
+bench_disks() { # bench_disks DIR: DIR/day0.img (make-disk) and DIR/day1.img (mutate-disk), cached
+  # and rebuilt only when the scripts that make them change
+  local dir=$1 here stamp; here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
+  stamp=$(cat "$here/make-disk" "$here/mutate-disk" "$here/lib.sh" | sha256sum | cut -c1-16)
+  if [ "$(cat "$dir/stamp" 2>/dev/null)" != "$stamp" ] || [ ! -f "$dir/day1.img" ]; then
+    "$here/make-disk" "$dir/day0.img" >&2
+    cp --sparse=always "$dir/day0.img" "$dir/day1.img" && "$here/mutate-disk" "$dir/day1.img" 1 >&2
+    echo "$stamp" >"$dir/stamp"
+  fi
+}

@@ -5,8 +5,8 @@ checksummed data into DIR and appends ``<sequence> <wall time>`` to JOURNAL (on 
 filesystem) once a write is durable, so a check knows what was committed before a freeze:
 - ``sqlite``: a WAL-mode database, one row per transaction (synchronous=FULL);
 - ``log``: an append-only log, one record per write, each fsync'ed;
-- ``overwrite``: random 4 KiB blocks of a 32 MiB file rewritten in place (no fsync; each block
-  carries its own checksum, so a torn block shows).
+- ``overwrite``: random runs of 16 4 KiB blocks of a 32 MiB file rewritten in place (no fsync;
+  each block carries its own checksum, so a torn block shows).
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ from pathlib import Path
 
 BLOCK = 4096
 BIG_BLOCKS = 8192  # 32 MiB
+RUN = 16  # blocks per overwrite
 _HEAD = struct.Struct("<QQ32s")  # block number, generation, sha256 of the rest
 
 
@@ -72,9 +73,9 @@ def run(kind: str, where: Path, journal: Path, rate: float) -> None:
             os.fsync(fd)
             written += len(body)
         else:
-            n = rng.randrange(BIG_BLOCKS)
-            os.pwrite(fd, _block(n, seq, rng), n * BLOCK)
-            written += BLOCK
+            n = rng.randrange(BIG_BLOCKS // RUN) * RUN
+            os.pwrite(fd, b"".join(_block(n + k, seq, rng) for k in range(RUN)), n * BLOCK)
+            written += RUN * BLOCK
         print(f"{seq} {time.time():.6f}", file=out)
         ahead = written / rate - (time.monotonic() - started)
         if ahead > 0:

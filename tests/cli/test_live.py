@@ -269,3 +269,40 @@ def test_a_filesystem_without_freeze_is_synced_and_noted(
         m = mount(p2, tmp_path / "r2", "-t", "ntfs-3g", "-o", "ro")
         assert (m / "data.bin").read_bytes() == payload  # synced before the copy, so it is there
         sh("umount", str(m))
+
+
+def test_repository_on_the_frozen_filesystem_and_no_imports_in_the_window(
+    cli: Callable[..., Result], tmp_path: Path, loopdev, mount, start_writers: Writers, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """The repository and the cache live on the very filesystem being frozen: any write to them
+    inside the window would hang until the watchdog thawed (exit 61). Nothing is imported in
+    the window either (an import may write a .pyc file)."""
+    from contextlib import contextmanager
+
+    from liferaft.source.providers import freeze_trace
+
+    img = tmp_path / "fs.img"
+    sh("truncate", "-s", "320M", str(img))
+    dev = loopdev(img)
+    make_fs(dev, "ext4")
+    mnt = mount(dev, tmp_path / "live")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(mnt / "cache"))
+    repo = mnt / "repo"
+    assert cli("init", repo=repo).code == 0
+    journals = start_writers(mnt)
+    imported: list[set[str]] = []
+    real = freeze_trace.frozen
+
+    @contextmanager
+    def watched(*args: object, **kw: object) -> Iterator[object]:
+        with real(*args, **kw) as window:  # type: ignore[arg-type]
+            before = set(sys.modules)
+            yield window
+            imported.append(set(sys.modules) - before)
+
+    monkeypatch.setattr(freeze_trace, "frozen", watched)
+    res = live_backup(cli, repo, dev, "--max-freeze", "5")
+    assert len(imported) >= 2 and all(not new for new in imported), imported  # settle and the final freeze
+    out = tmp_path / "restored.img"
+    assert cli("restore", "latest", str(out), repo=repo).code == 0
+    check_restored(loopdev(out), "ext4", tmp_path, journals, float(res["live"]["frozen_at"]), mount)  # type: ignore[index]

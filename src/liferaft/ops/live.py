@@ -2,7 +2,8 @@
 
 Pass 1 copies every used chunk (or, with change tracking, every chunk written since the last
 backup) while the filesystems keep running; the trace records what is written meanwhile. Later
-passes re-copy those chunks whole while that set shrinks. Then every filesystem is synced, frozen
+passes re-copy those chunks whole while that set shrinks; a chunk written again right after its
+re-copy is "hot" and waits for the frozen copy instead. Then every filesystem is synced, frozen
 together, the last dirty chunks are read into memory, everything is thawed, and only then are
 those chunks stored. The image is every chunk's last copy: the disk as it was while frozen.
 
@@ -66,19 +67,24 @@ def copy_live(
     _first_pass(im, plan, only, f"live copy of {label}")
     stats.passes = 1
     pending: set[int] = set()
+    """Chunks written since their last copy."""
+    hot: set[int] = set()
+    """Chunks written again right after a re-copy: left for the frozen copy (at most half of its
+    memory), since copying them live again is wasted work."""
+    copied: set[int] = set()
     previous: int | None = None
 
     def recopy() -> None:
-        nonlocal previous
+        nonlocal previous, copied
+        todo = sorted(pending - hot)
         stats.passes += 1
-        jobs = ((i, ()) for i in sorted(pending))
-        stats.reread_bytes += im.copy(jobs, f"pass {stats.passes}: re-copy", len(pending) * im.chunk)
-        previous = len(pending)
-        pending.clear()
+        stats.reread_bytes += im.copy(((i, ()) for i in todo), f"pass {stats.passes}: re-copy", len(todo) * im.chunk)
+        previous, copied = len(todo), set(todo)
+        pending.difference_update(todo)
 
     def redo_all() -> None:
         """Events were lost: settle again, map used blocks afresh, copy everything used."""
-        nonlocal previous
+        nonlocal previous, copied
         stats.lost_events += 1
         if stats.lost_events > MAX_LOST:
             raise SourceTooBusy(f"the write trace lost events {stats.lost_events} times; raise the trace buffer")
@@ -88,16 +94,21 @@ def copy_live(
         stats.passes += 1
         stats.reread_bytes += _first_pass(im, stats.plan, None, f"pass {stats.passes}: full re-copy (trace events lost)")
         pending.clear()
-        previous = None
+        hot.clear()
+        previous, copied = None, set()
 
     while True:
         taken = src.take()
         if taken.lost:
             redo_all()
             continue
+        again = copied.intersection(taken.chunks)
+        if len(hot | again) * im.chunk <= opts.frozen_memory // 2:
+            hot.update(again)
         pending.update(taken.chunks)
-        shrinking = previous is None or len(pending) < previous
-        if len(pending) * im.chunk > SETTLED_BYTES and shrinking and stats.passes < opts.max_passes:
+        cold = len(pending - hot)
+        shrinking = previous is None or cold < previous
+        if cold * im.chunk > SETTLED_BYTES and shrinking and stats.passes < opts.max_passes:
             recopy()
             continue
         src.sync()  # so that the freeze has little left to flush

@@ -1,7 +1,8 @@
 """Freezing filesystems (FIFREEZE / FITHAW) under a watchdog that always thaws.
 
-The watchdog is a separate process, started and fully loaded before anything is frozen (it runs
-with ``python -B`` and imports nothing afterwards, so it never writes to a frozen filesystem). It
+The watchdog is a separate process, started and fully loaded before anything is frozen (a
+standard-library script run with ``python -I -S -B``; it imports nothing afterwards, so it never
+writes to a frozen filesystem). It
 thaws every filesystem when the window exceeds its bound, or at once when its parent dies (even by
 kill -9: its stdin reaches end of file). The freeze window, from the first FIFREEZE to the last
 FITHAW, is measured here, which is what applications feel.
@@ -20,9 +21,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from liferaft.errors import FreezeExpired, FreezeFailed
+from liferaft.source import watchdog
+from liferaft.source.watchdog import FITHAW, thaw
+
+__all__ = ["FIFREEZE", "FITHAW", "Window", "frozen", "thaw"]
 
 FIFREEZE = 0xC0045877
-FITHAW = 0xC0045878
+WATCHDOG = watchdog.__file__
 
 
 @dataclass
@@ -36,17 +41,6 @@ class Window:
     """Mountpoints whose filesystem cannot be frozen (FUSE, FAT, ...), when those are allowed."""
 
 
-def thaw(path: str) -> None:
-    """FITHAW; a filesystem that is not frozen (EINVAL) is fine."""
-    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        fcntl.ioctl(fd, FITHAW, 0)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 @contextmanager
 def frozen(mountpoints: list[str], max_freeze: float = 10.0, allow_unsupported: bool = False) -> Iterator[Window]:
     """Freeze mountpoints together for the body of the with-block; the body must not write to
@@ -54,7 +48,7 @@ def frozen(mountpoints: list[str], max_freeze: float = 10.0, allow_unsupported: 
     thaw. With allow_unsupported, a filesystem that has no freeze at all is left running and
     listed in the window's ``unsupported``."""
     dog = subprocess.Popen(
-        [sys.executable, "-B", "-m", "liferaft.source.watchdog", str(max_freeze), *mountpoints],
+        [sys.executable, "-I", "-S", "-B", WATCHDOG, str(max_freeze), *mountpoints],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
     )

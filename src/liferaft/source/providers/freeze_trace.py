@@ -14,6 +14,7 @@ import ctypes
 import os
 import re
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -82,6 +83,7 @@ class LiveSource:
     name = "freeze_trace"
 
     def __init__(self, path: str, chunk_size: int, options: LiveOptions) -> None:
+        sys.dont_write_bytecode = True  # no .pyc file is written from here on (the source may hold them)
         self.options = options
         self.mounts: list[Mounted] = mounted_filesystems(path)
         if not self.mounts:
