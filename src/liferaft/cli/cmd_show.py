@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from datetime import UTC, datetime
 from typing import Any
 
 from liferaft.cli import render
@@ -31,9 +32,17 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         value = info[key]
         if key in {"size", "chunk_size"}:
             value = f"{render.size(value)} ({value} bytes)"
-        ctx.out.print(f"{key:>13}  {value}", highlight=False)
+        ctx.out.print(f"{key:>17}  {value}", highlight=False)
     for key, value in sorted(stats.items()):
-        ctx.out.print(f"{key:>13}  {render.size(value) if key.endswith('bytes') else value}", highlight=False)
+        if key.endswith("bytes"):
+            value = render.size(value)
+        elif key == "frozen_at":  # the instant a live image stands for
+            value = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")
+        elif isinstance(value, list):
+            value = ", ".join(map(str, value))
+        elif isinstance(value, dict):
+            value = ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
+        ctx.out.print(f"{key:>17}  {value}", highlight=False, markup=False)
     layout = info.get("layout") or {}
     if layout:
         ctx.out.print(f"\npartition table: {layout.get('table', 'none')}", highlight=False)

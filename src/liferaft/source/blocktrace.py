@@ -76,7 +76,10 @@ class BlockTrace:
         root = _mount_tracefs()
         remove_stale(root)
         self.instance = root / "instances" / f"liferaft-{os.getpid()}-{os.urandom(3).hex()}"
-        self.instance.mkdir()  # tracefs creates a whole tracing instance
+        try:
+            self.instance.mkdir()  # tracefs creates a whole tracing instance
+        except OSError as exc:
+            raise SourceUnreadable(path=dev, detail=f"cannot trace its writes ({exc.strerror}): live backups need root") from None
         try:
             (self.instance / "buffer_size_kb").write_text(str(buffer_kb))
             kernel_dev = major << 20 | minor  # the kernel's dev_t layout in this event

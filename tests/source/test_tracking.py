@@ -1,0 +1,95 @@
+"""The change tracker on a real loop device: epochs, the ranges written since one, and refusal when
+events were lost or the tracker is another one."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from liferaft.source import tracking
+from liferaft.source.tracking import GRAIN, Tracker
+from tests.conftest import sh
+
+
+def dd_write(dev: str, offset: int, length: int) -> None:
+    sh(
+        "dd",
+        "if=/dev/urandom",
+        f"of={dev}",
+        f"bs={length}",
+        "count=1",
+        f"seek={offset}",
+        "oflag=direct,seek_bytes",
+        "conv=notrunc",
+    )
+
+
+@pytest.fixture
+def served(tmp_path: Path, loopdev: Callable[..., str]) -> Iterator[tuple[str, Tracker]]:
+    img = tmp_path / "d.img"
+    sh("truncate", "-s", "64M", str(img))
+    dev = loopdev(img)
+    t = Tracker(dev, buffer_kb=64)
+    up = threading.Event()
+    th = threading.Thread(target=t.serve, args=(up.set,))
+    th.start()
+    assert up.wait(10)
+    yield dev, t
+    t.stop()
+    th.join()
+    assert not t.sock_path.exists() and not t.trace.instance.exists()
+
+
+def settle() -> None:
+    time.sleep(0.3)  # events reach the ring buffer; the tracker drains every 0.1 s
+
+
+def test_written_since_an_epoch(served: tuple[str, Tracker]) -> None:
+    dev, t = served
+    dd_write(dev, 5 * GRAIN + 4096, 4096)
+    settle()
+    first = tracking.mark(dev)
+    assert first is not None and first.tracker == t.id
+    dd_write(dev, 40 * GRAIN, 2 * GRAIN)  # two grains
+    dd_write(dev, 100 * GRAIN - 512, 1024)  # straddles grains 99 and 100
+    settle()
+    second = tracking.mark(dev)
+    assert second is not None and second.epoch == first.epoch + 1
+    since = tracking.written_since(dev, t.id, first.epoch)
+    assert since.ranges == [(40 * GRAIN, 2 * GRAIN), (99 * GRAIN, 2 * GRAIN)]  # not grain 5: before the mark
+    assert tracking.written_since(dev, t.id, second.epoch).ranges == []
+    assert tracking.written_since(dev, "another", first.epoch).why.startswith("the tracker was restarted")
+    state = t.state_path.read_text()
+    assert t.id in state  # persisted for inspection
+
+
+def test_lost_events_refuse_every_earlier_epoch(served: tuple[str, Tracker]) -> None:
+    dev, t = served
+    before = tracking.mark(dev)
+    assert before is not None
+    fd = os.open(t.trace.instance / "trace_marker", os.O_WRONLY)
+    line, end = b"flood " + b"x" * 1000, time.monotonic() + 0.3
+    while time.monotonic() < end:  # overflow the 64 KiB ring buffer
+        os.write(fd, line)
+    os.close(fd)
+    settle()
+    since = tracking.written_since(dev, t.id, before.epoch)
+    assert since.ranges is None and "lost events" in since.why
+    after = tracking.mark(dev)  # a later epoch is fine again
+    assert after is not None
+    dd_write(dev, 7 * GRAIN, 4096)
+    settle()
+    assert tracking.written_since(dev, t.id, after.epoch).ranges == [(7 * GRAIN, GRAIN)]
+
+
+def test_no_tracker_running_is_an_answer_not_an_error(tmp_path: Path, loopdev: Callable[..., str]) -> None:
+    img = tmp_path / "d.img"
+    sh("truncate", "-s", "8M", str(img))
+    dev = loopdev(img)
+    assert tracking.mark(dev) is None
+    assert "no change tracker is running" in tracking.written_since(dev, "x", 1).why
