@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from liferaft.source.blocktrace import TRACEFS, remove_stale
-from liferaft.source.tracking import socket_path
+from liferaft.source.tracking import state_path
 from tests.cli.test_live import Writers, check_restored, live_backup, make_fs, start_writers
 from tests.conftest import PYTHON, Result, sh
 
@@ -30,10 +30,12 @@ def tracker() -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
     def start(device: str) -> subprocess.Popen[bytes]:
         p = subprocess.Popen([PYTHON, "-m", "liferaft", "track", "-q", device], cwd=Path(__file__).parents[2])
         procs.append(p)
-        for _ in range(200):
-            if socket_path(device).exists() and p.poll() is None:
-                time.sleep(0.1)  # bound and listening
-                return p
+        for _ in range(200):  # up when its state names it (a killed one's socket may linger)
+            try:
+                if json.loads(state_path(device).read_text())["pid"] == p.pid:
+                    return p
+            except (OSError, ValueError):
+                pass
             time.sleep(0.05)
         raise AssertionError("liferaft track did not start")
 

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from liferaft.errors import UsageError
 from liferaft.source import tracking
 from liferaft.source.tracking import GRAIN, Tracker
 from tests.conftest import sh
@@ -85,6 +86,12 @@ def test_lost_events_refuse_every_earlier_epoch(served: tuple[str, Tracker]) -> 
     dd_write(dev, 7 * GRAIN, 4096)
     settle()
     assert tracking.written_since(dev, t.id, after.epoch).ranges == [(7 * GRAIN, GRAIN)]
+
+
+def test_a_second_tracker_for_the_device_is_refused(served: tuple[str, Tracker]) -> None:
+    dev, _t = served
+    with pytest.raises(UsageError, match="already runs"):
+        Tracker(dev)
 
 
 def test_no_tracker_running_is_an_answer_not_an_error(tmp_path: Path, loopdev: Callable[..., str]) -> None:

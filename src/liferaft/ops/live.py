@@ -174,13 +174,11 @@ def use_tracking(repo: Repository, im: Imager, src: LiveSource) -> tuple[set[int
         return None, record
     last = prev.stats.get("tracking") or {}
     if now is None:
-        src.options.notes.append(f"no change tracker runs for {device} (liferaft track): every used chunk was read")
-        return None, record
-    if last.get("tracker") != now.tracker:
-        why = "the last backup was not tracked by this tracker (restarted, or started later)"
-        src.options.notes.append(f"change tracking fell back to reading every used chunk: {why}")
-        return None, record
-    since = tracking.written_since(device, now.tracker, int(last.get("epoch", 0)))
+        since = tracking.Since(None, f"no change tracker runs for {device} (liferaft track)")
+    elif last.get("tracker") != now.tracker:
+        since = tracking.Since(None, "the last backup was not tracked by this tracker (restarted, or started later)")
+    else:
+        since = tracking.written_since(device, now.tracker, int(last.get("epoch", 0)))
     if since.ranges is None:
         src.options.notes.append(f"change tracking fell back to reading every used chunk: {since.why}")
         return None, record

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from liferaft.errors import SourceUnreadable
+from liferaft.errors import SourceUnreadable, UsageError
 from liferaft.source.blocktrace import BlockTrace
 from liferaft.source.device import size_of
 
@@ -74,6 +74,8 @@ class Tracker:
 
     def __init__(self, device: str, buffer_kb: int = 8192) -> None:
         self.device = device
+        if _ask(device, {"op": "hello"}) is not None:
+            raise UsageError(f"a change tracker already runs for {device} (see {state_path(device)})")
         self.id = os.urandom(8).hex()
         fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
         try:
@@ -156,9 +158,11 @@ class Tracker:
                     return
                 data += got
             req = json.loads(data)
-            if req.get("op") == "mark":
+            if req.get("op") == "hello":
+                reply: dict[str, object] = {"ok": True, "tracker": self.id}
+            elif req.get("op") == "mark":
                 m = self.mark()
-                reply: dict[str, object] = {"ok": True, "tracker": m.tracker, "epoch": m.epoch}
+                reply = {"ok": True, "tracker": m.tracker, "epoch": m.epoch}
             elif req.get("op") == "since":
                 s = self.since(str(req.get("tracker")), int(req.get("epoch", 0)))
                 reply = {"ok": s.ranges is not None, "ranges": s.ranges, "why": s.why}
