@@ -178,3 +178,21 @@ def _walk(root: Path) -> dict[str, bytes]:
         elif p.is_dir():
             found[rel + "/"] = b""
     return found
+
+
+def make_fs(dev: str, fs: str) -> None:
+    """A fresh, empty filesystem: ext4, xfs, btrfs or ntfs."""
+    if fs == "ntfs":
+        sh("mkntfs", "-Q", "-F", "-q", dev)
+    elif fs == "ext4":
+        sh("mkfs.ext4", "-q", "-F", dev)
+    else:
+        sh(f"mkfs.{fs}", "-q", "-f", dev)
+
+
+def gpt_image(path: Path, mib: int, parts_mib: list[int]) -> Path:
+    """A sparse image file with a GPT holding partitions of these sizes."""
+    sh("truncate", "-s", f"{mib}M", str(path))
+    table = "label: gpt\n" + "".join(f"size={n}M\n" for n in parts_mib)
+    subprocess.run(["sfdisk", "-q", str(path)], input=table, text=True, check=True)
+    return path

@@ -82,6 +82,18 @@ def run(kind: str, where: Path, journal: Path, rate: float) -> None:
             time.sleep(ahead)
 
 
+def flood_trace(instance: Path, seconds: float = 0.3) -> None:
+    """Write markers into a tracefs instance far faster than any reader drains them: its ring
+    buffer overruns, as under an extreme write load."""
+    fd = os.open(instance / "trace_marker", os.O_WRONLY)
+    line, end = b"flood " + b"x" * 1000, time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            os.write(fd, line)
+    finally:
+        os.close(fd)
+
+
 def committed_before(journal: Path, instant: float) -> int:
     """The highest sequence number durable before instant (wall clock)."""
     best = 0

@@ -19,7 +19,7 @@ import pytest
 
 from tests import writers
 from tests.conftest import PYTHON, Result, sh
-from tests.disks import partition_loop
+from tests.disks import gpt_image, make_fs, partition_loop
 
 HERE = Path(__file__).parents[1]
 TRACEFS = Path("/sys/kernel/tracing/instances")
@@ -68,11 +68,18 @@ def no_trace_left() -> Iterator[None]:
     assert not left, f"tracefs instances left behind: {left}"
 
 
-def make_fs(dev: str, fs: str) -> None:
-    if fs == "xfs":
-        sh("mkfs.xfs", "-q", "-f", dev)
-    else:
-        sh("mkfs.ext4", "-q", "-F", dev)
+@pytest.fixture
+def live_fs(tmp_path: Path, loopdev: Callable[..., str], mount: Callable[..., Path]) -> Callable[..., tuple[str, Path]]:
+    """live_fs(fs, mib) -> (loop device, mountpoint) of a fresh filesystem mounted at tmp/live."""
+
+    def make(fs: str = "ext4", mib: int = 256) -> tuple[str, Path]:
+        img = tmp_path / "fs.img"
+        sh("truncate", "-s", f"{mib}M", str(img))
+        dev = loopdev(img)
+        make_fs(dev, fs)
+        return dev, mount(dev, tmp_path / "live")
+
+    return make
 
 
 def live_backup(cli: Callable[..., Result], repo: Path, source: str, *extra: str) -> dict[str, object]:
@@ -103,13 +110,9 @@ def check_restored(
 
 @pytest.mark.parametrize("fs", ["ext4", "xfs"])
 def test_single_filesystem_live_with_writers(
-    fs: str, cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount, start_writers: Writers
+    fs: str, cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount, live_fs, start_writers: Writers
 ) -> None:  # type: ignore[no-untyped-def]
-    img = tmp_path / "fs.img"
-    sh("truncate", "-s", "320M", str(img))
-    dev = loopdev(img)
-    make_fs(dev, fs)
-    mnt = mount(dev, tmp_path / "live")
+    dev, mnt = live_fs(fs, 320)
     journals = start_writers(mnt)
     res = live_backup(cli, repo, dev)
     live = res["live"]
@@ -127,10 +130,7 @@ def test_single_filesystem_live_with_writers(
 def test_whole_gpt_disk_with_ext4_and_xfs_live(
     cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount, start_writers: Writers
 ) -> None:  # type: ignore[no-untyped-def]
-    img = tmp_path / "disk.img"
-    sh("truncate", "-s", "720M", str(img))
-    subprocess.run(["sfdisk", "-q", str(img)], input="label: gpt\nsize=330M\nsize=340M\n", text=True, check=True)
-    dev = loopdev(img, partscan=True)
+    dev = loopdev(gpt_image(tmp_path / "disk.img", 720, [330, 340]), partscan=True)
     make_fs(f"{dev}p1", "ext4")
     make_fs(f"{dev}p2", "xfs")
     m1, m2 = mount(f"{dev}p1", tmp_path / "p1"), mount(f"{dev}p2", tmp_path / "p2")
@@ -150,13 +150,9 @@ def test_whole_gpt_disk_with_ext4_and_xfs_live(
 
 
 def test_forced_trace_overrun_still_gives_a_correct_image(
-    cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount, start_writers: Writers
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount, live_fs, start_writers: Writers
 ) -> None:  # type: ignore[no-untyped-def]
-    img = tmp_path / "fs.img"
-    sh("truncate", "-s", "256M", str(img))
-    dev = loopdev(img)
-    make_fs(dev, "ext4")
-    mnt = mount(dev, tmp_path / "live")
+    dev, mnt = live_fs("ext4", 256)
     journals = start_writers(mnt)
 
     def flood() -> None:
@@ -164,11 +160,7 @@ def test_forced_trace_overrun_still_gives_a_correct_image(
         for _ in range(400):
             found = list(TRACEFS.glob(f"liferaft-{os.getpid()}-*"))
             if found:
-                fd = os.open(found[0] / "trace_marker", os.O_WRONLY)
-                line, end = b"flood " + b"x" * 1000, time.monotonic() + 0.3
-                while time.monotonic() < end:  # far faster than any reader drains it
-                    os.write(fd, line)
-                os.close(fd)
+                writers.flood_trace(found[0])
                 return
             time.sleep(0.01)
 
@@ -184,13 +176,9 @@ def test_forced_trace_overrun_still_gives_a_correct_image(
 
 
 def test_kill_9_during_the_freeze_thaws_and_writers_go_on(
-    repo: Path, tmp_path: Path, loopdev, mount, start_writers: Writers
+    repo: Path, tmp_path: Path, loopdev, mount, live_fs, start_writers: Writers
 ) -> None:  # type: ignore[no-untyped-def]
-    img = tmp_path / "fs.img"
-    sh("truncate", "-s", "256M", str(img))
-    dev = loopdev(img)
-    make_fs(dev, "ext4")
-    mnt = mount(dev, tmp_path / "live")
+    dev, mnt = live_fs("ext4", 256)
     journals = start_writers(mnt)
     marker = tmp_path / "frozen-next"
     env = {**os.environ, "LIFERAFT_REPO": str(repo)}
@@ -227,14 +215,8 @@ def test_kill_9_during_the_freeze_thaws_and_writers_go_on(
     assert not [i for i in TRACEFS.glob(f"liferaft-{p.pid}-*")], "the killed run's trace instance was not removed"
 
 
-def test_hook_failure_and_unfreezable_filesystem_leave_the_system_running(
-    cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount
-) -> None:  # type: ignore[no-untyped-def]
-    img = tmp_path / "fs.img"
-    sh("truncate", "-s", "64M", str(img))
-    dev = loopdev(img)
-    make_fs(dev, "ext4")
-    mnt = mount(dev, tmp_path / "live")
+def test_hook_failures_leave_the_system_running(cli: Callable[..., Result], repo: Path, tmp_path: Path, live_fs) -> None:  # type: ignore[no-untyped-def]
+    dev, mnt = live_fs("ext4", 64)
     r = cli("backup", "--pre-freeze", "echo flush failed >&2; exit 3", dev, repo=repo)
     assert r.code == 63 and "pre-freeze hook failed" in r.err and "flush failed" in r.err
     (mnt / "after").write_text("still writable")  # not frozen
@@ -247,12 +229,9 @@ def test_hook_failure_and_unfreezable_filesystem_leave_the_system_running(
 def test_a_filesystem_without_freeze_is_synced_and_noted(
     cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount, start_writers: Writers
 ) -> None:  # type: ignore[no-untyped-def]
-    img = tmp_path / "disk.img"
-    sh("truncate", "-s", "400M", str(img))
-    subprocess.run(["sfdisk", "-q", str(img)], input="label: gpt\nsize=300M\nsize=90M\n", text=True, check=True)
-    dev = loopdev(img, partscan=True)
+    dev = loopdev(gpt_image(tmp_path / "disk.img", 400, [300, 90]), partscan=True)
     make_fs(f"{dev}p1", "ext4")
-    sh("mkntfs", "-Q", "-F", "-q", f"{dev}p2")
+    make_fs(f"{dev}p2", "ntfs")
     m1 = mount(f"{dev}p1", tmp_path / "p1")
     m2 = mount(f"{dev}p2", tmp_path / "p2", "-t", "ntfs-3g")  # FUSE: no freeze
     payload = os.urandom(3 << 20)
@@ -272,7 +251,7 @@ def test_a_filesystem_without_freeze_is_synced_and_noted(
 
 
 def test_repository_on_the_frozen_filesystem_and_no_imports_in_the_window(
-    cli: Callable[..., Result], tmp_path: Path, loopdev, mount, start_writers: Writers, monkeypatch: pytest.MonkeyPatch
+    cli: Callable[..., Result], tmp_path: Path, loopdev, mount, live_fs, start_writers: Writers, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """The repository and the cache live on the very filesystem being frozen: any write to them
     inside the window would hang until the watchdog thawed (exit 61). Nothing is imported in
@@ -281,11 +260,7 @@ def test_repository_on_the_frozen_filesystem_and_no_imports_in_the_window(
 
     from liferaft.source.providers import freeze_trace
 
-    img = tmp_path / "fs.img"
-    sh("truncate", "-s", "320M", str(img))
-    dev = loopdev(img)
-    make_fs(dev, "ext4")
-    mnt = mount(dev, tmp_path / "live")
+    dev, mnt = live_fs("ext4", 320)
     monkeypatch.setenv("XDG_CACHE_HOME", str(mnt / "cache"))
     repo = mnt / "repo"
     assert cli("init", repo=repo).code == 0

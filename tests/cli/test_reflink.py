@@ -11,21 +11,17 @@ from pathlib import Path
 import pytest
 
 from tests import writers
-from tests.cli.test_live import Writers, start_writers
-from tests.conftest import Result, sh
+from tests.cli.test_live import Writers, live_fs, start_writers
+from tests.conftest import Result
 
-__all__ = ["start_writers"]
+__all__ = ["live_fs", "start_writers"]
 
 
 @pytest.mark.parametrize("fs", ["xfs", "btrfs"])
 def test_reflink_clone_of_a_busy_image_file(
-    fs: str, cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount, start_writers: Writers
+    fs: str, cli: Callable[..., Result], repo: Path, tmp_path: Path, live_fs, start_writers: Writers
 ) -> None:  # type: ignore[no-untyped-def]
-    img = tmp_path / "fs.img"
-    sh("truncate", "-s", "320M", str(img))
-    dev = loopdev(img)
-    sh(f"mkfs.{fs}", "-q", "-f", dev)
-    mnt = mount(dev, tmp_path / "vmstore")
+    _dev, mnt = live_fs(fs, 320)
     start_writers(mnt, 4e6)  # big.bin: 4 KiB blocks rewritten in place, like a VM's disk
     r = cli("backup", "--json", "--provider", "reflink", str(mnt / "big.bin"), repo=repo)
     assert r.code == 0, r.err
@@ -37,14 +33,8 @@ def test_reflink_clone_of_a_busy_image_file(
     assert writers.check_blocks(out) > 0  # whole blocks, some of them rewritten
 
 
-def test_reflink_on_a_filesystem_without_it_is_a_clear_error(
-    cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount
-) -> None:  # type: ignore[no-untyped-def]
-    img = tmp_path / "fs.img"
-    sh("truncate", "-s", "64M", str(img))
-    dev = loopdev(img)
-    sh("mkfs.ext4", "-q", "-F", dev)
-    mnt = mount(dev, tmp_path / "ext4")
+def test_reflink_on_a_filesystem_without_it_is_a_clear_error(cli: Callable[..., Result], repo: Path, live_fs) -> None:  # type: ignore[no-untyped-def]
+    _dev, mnt = live_fs("ext4", 64)
     (mnt / "disk.img").write_bytes(b"x" * 65536)
     r = cli("backup", "--provider", "reflink", str(mnt / "disk.img"), repo=repo)
     assert r.code == 30 and "reflink needs XFS with reflink or btrfs" in r.err

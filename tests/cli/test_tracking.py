@@ -16,10 +16,10 @@ import pytest
 
 from liferaft.source.blocktrace import TRACEFS, remove_stale
 from liferaft.source.tracking import state_path
-from tests.cli.test_live import Writers, check_restored, live_backup, make_fs, start_writers
+from tests.cli.test_live import Writers, check_restored, live_backup, live_fs, start_writers
 from tests.conftest import PYTHON, Result, sh
 
-__all__ = ["start_writers"]  # the fixture, shared with the live tests
+__all__ = ["live_fs", "start_writers"]  # the fixtures, shared with the live tests
 
 
 @pytest.fixture
@@ -54,13 +54,9 @@ def new_file(where: Path, name: str, mib: int) -> bytes:
 
 
 def test_tracking_across_backups_and_fallback_when_interrupted(
-    cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount, start_writers: Writers, tracker
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount, live_fs, start_writers: Writers, tracker
 ) -> None:  # type: ignore[no-untyped-def]
-    img = tmp_path / "fs.img"
-    sh("truncate", "-s", "320M", str(img))
-    dev = loopdev(img)
-    make_fs(dev, "ext4")
-    mnt = mount(dev, tmp_path / "live")
+    dev, mnt = live_fs("ext4", 320)
     ballast = new_file(mnt, "ballast.bin", 96)  # a full backup has plenty to read
     t1 = tracker(dev)
     journals = start_writers(mnt, 5e5)

@@ -3,7 +3,6 @@ events were lost or the tracker is another one."""
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -14,6 +13,7 @@ import pytest
 from liferaft.errors import UsageError
 from liferaft.source import tracking
 from liferaft.source.tracking import GRAIN, Tracker
+from tests import writers
 from tests.conftest import sh
 
 
@@ -73,11 +73,7 @@ def test_lost_events_refuse_every_earlier_epoch(served: tuple[str, Tracker]) -> 
     dev, t = served
     before = tracking.mark(dev)
     assert before is not None
-    fd = os.open(t.trace.instance / "trace_marker", os.O_WRONLY)
-    line, end = b"flood " + b"x" * 1000, time.monotonic() + 0.3
-    while time.monotonic() < end:  # overflow the 64 KiB ring buffer
-        os.write(fd, line)
-    os.close(fd)
+    writers.flood_trace(t.trace.instance)  # overflows the 64 KiB ring buffer
     settle()
     since = tracking.written_since(dev, t.id, before.epoch)
     assert since.ranges is None and "lost events" in since.why
