@@ -1,11 +1,10 @@
 """Freezing filesystems (FIFREEZE / FITHAW) under a watchdog that always thaws.
 
-The watchdog is a separate process, started and fully loaded before anything is frozen (a
-standard-library script run with ``python -I -S -B``; it imports nothing afterwards, so it never
-writes to a frozen filesystem). It
-thaws every filesystem when the window exceeds its bound, or at once when its parent dies (even by
-kill -9: its stdin reaches end of file). The freeze window, from the first FIFREEZE to the last
-FITHAW, is measured here, which is what applications feel.
+The watchdog is a separate process, started and fully loaded before anything is frozen: a
+standard-library script run with ``python -I -S -B`` that imports nothing afterwards, so it never
+writes to a frozen filesystem. It thaws every filesystem when the window exceeds its bound, or at
+once when its parent dies (even by kill -9: its stdin reaches end of file). The freeze window,
+from the first FIFREEZE to the last FITHAW, is measured here, which is what applications feel.
 """
 
 from __future__ import annotations
