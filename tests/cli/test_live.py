@@ -281,3 +281,16 @@ def test_repository_on_the_frozen_filesystem_and_no_imports_in_the_window(
     out = tmp_path / "restored.img"
     assert cli("restore", "latest", str(out), repo=repo).code == 0
     check_restored(loopdev(out), "ext4", tmp_path, journals, float(res["live"]["frozen_at"]), mount)  # type: ignore[index]
+
+
+def test_an_image_file_mounted_through_a_loop_device_is_imaged_live_through_it(
+    cli: Callable[..., Result], repo: Path, live_fs
+) -> None:  # type: ignore[no-untyped-def]
+    dev, mnt = live_fs("ext4", 64)
+    (mnt / "kept.txt").write_text("written before the backup\n")
+    image = Path(sh("losetup", "-n", "-O", "BACK-FILE", dev))
+    res = live_backup(cli, repo, str(image))
+    assert res["source"] == dev and any(f"attached to {dev}" in n for n in res["notes"])  # type: ignore[attr-defined]
+    # plain is refused for it, naming the loop device's mount
+    r = cli("backup", "--provider", "plain", str(image), repo=repo)
+    assert r.code == 31 and str(mnt) in r.err
