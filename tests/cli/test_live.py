@@ -294,3 +294,15 @@ def test_an_image_file_mounted_through_a_loop_device_is_imaged_live_through_it(
     # plain is refused for it, naming the loop device's mount
     r = cli("backup", "--provider", "plain", str(image), repo=repo)
     assert r.code == 31 and str(mnt) in r.err
+
+
+def test_an_image_mounted_only_in_part_is_refused_with_what_to_do(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, mount
+) -> None:  # type: ignore[no-untyped-def]
+    image = gpt_image(tmp_path / "disk.img", 200, [150])
+    with partition_loop(image, 1) as part:  # an offset loop device: only the partition
+        make_fs(part, "ext4")
+        mnt = mount(part, tmp_path / "p1")
+        r = cli("backup", str(image), repo=repo)
+        assert r.code == 2 and f"mounted only in part, through {part}" in r.err and "losetup -P" in r.err
+        sh("umount", str(mnt))

@@ -8,6 +8,8 @@ import stat
 from dataclasses import dataclass
 from pathlib import Path
 
+from liferaft.errors import UsageError
+
 
 def _unescape(field: str) -> str:
     return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
@@ -120,9 +122,19 @@ def traced_device(path: str) -> tuple[str, str]:
     p = Path(path)
     if not p.is_file():
         return path, ""
+    parts = []
     for name in _loops_backed_by(p):
         if mounted_filesystems(f"/dev/{name}"):
-            return f"/dev/{name}", f"{path} is attached to /dev/{name}: imaged through it"
+            loop = Path("/sys/block") / name / "loop"
+            offset, limit = (int((loop / f).read_text()) for f in ("offset", "sizelimit"))
+            if offset == 0 and limit in (0, p.stat().st_size):
+                return f"/dev/{name}", f"{path} is attached to /dev/{name}: imaged through it"
+            parts.append(f"/dev/{name}")
+    if parts:
+        raise UsageError(
+            f"{path} is mounted only in part, through {', '.join(parts)}: back up that device instead, or attach the "
+            "whole image (losetup -P) and mount its partitions from there"
+        )
     return path, ""
 
 
