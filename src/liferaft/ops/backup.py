@@ -78,6 +78,7 @@ def backup(
         try:
             live_record: dict[str, Any] = {}
             if src is not None:
+                im.before_read = src.copying
                 only, tracked = use_tracking(repo, im, src)
                 done = copy_live(im, src, plan, lambda: make_plan(reader.read_at, reader.info.size, all_blocks), only)
                 plan = done.plan or plan

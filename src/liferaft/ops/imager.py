@@ -9,7 +9,7 @@ while the filesystems are frozen and store them after the thaw.
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Any
 
@@ -42,6 +42,9 @@ class Imager:
         self.index: ChunkIndex = repo.open_index()
         self.writer = BackupWriter(repo, self.index, f"backup {reader.path}")
         self.bytes_read = 0
+        self.before_read: Callable[[int], None] = lambda i: None
+        """Told the index of every chunk just before it is read whole, every byte as on the
+        source (live backups stamp such copies)."""
 
     def length(self, i: int) -> int:
         return min(self.chunk, self.size - i * self.chunk)
@@ -57,6 +60,8 @@ class Imager:
         need no reading)."""
         if self.reader.is_hole(i):
             return None
+        if not free:  # a copy that zeroes free blocks (by a map older than the read) is no full copy
+            self.before_read(i)
         data = self.reader.read(i)
         if free:  # stale data in free blocks is neither hashed nor stored
             data = bytearray(data)
@@ -99,6 +104,7 @@ class Imager:
         """Whole chunks copied out of the reader's buffers (for the frozen window: no storing)."""
 
         def work(i: int) -> tuple[int, bytes]:
+            self.before_read(i)
             data = self.reader.read(i)
             return i, bytes(data)
 

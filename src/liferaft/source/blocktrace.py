@@ -35,9 +35,10 @@ def _mount_tracefs() -> Path:
     return TRACEFS
 
 
-def _disk_of(dev: str) -> tuple[int, int, int, int]:
-    """(major, minor) of the whole disk holding block device dev, dev's first sector on it, and
-    dev's size in sectors."""
+def _disk_of(dev: str) -> tuple[int, int, int, int, bool]:
+    """(major, minor) of the whole disk holding block device dev, dev's first sector on it,
+    dev's size in sectors, and whether the disk is request-based (blk-mq: every write ends with
+    a block_rq_complete event)."""
     st = os.stat(dev)
     if not stat.S_ISBLK(st.st_mode):
         raise SourceUnreadable(path=dev, detail="not a block device: only devices can be traced")
@@ -48,7 +49,7 @@ def _disk_of(dev: str) -> tuple[int, int, int, int]:
         start = int((sys_dev / "start").read_text())
         sys_dev = sys_dev.parent
     major, minor = (int(x) for x in (sys_dev / "dev").read_text().split(":"))
-    return major, minor, start, sectors
+    return major, minor, start, sectors, (sys_dev / "mq").is_dir()
 
 
 def remove_stale(root: Path) -> None:
@@ -71,7 +72,8 @@ class BlockTrace:
 
     def __init__(self, dev: str, buffer_kb: int = 8192) -> None:
         self.dev = dev
-        major, minor, self._start, self._sectors = _disk_of(dev)
+        # completions: every write is also seen once it has landed (request-based disks)
+        major, minor, self._start, self._sectors, self.completions = _disk_of(dev)
         self._dev = (str(major).encode(), str(minor).encode())
         root = _mount_tracefs()
         remove_stale(root)

@@ -10,6 +10,7 @@ runs is imported here, at load time, so no lazy import writes a .pyc file to a f
 
 from __future__ import annotations
 
+import array
 import ctypes
 import os
 import re
@@ -96,6 +97,12 @@ class LiveSource:
         self.chunk_size = chunk_size
         self._lock = threading.Lock()
         self._dirty = bytearray(self.reader.chunk_count)
+        self._generation = 1
+        """Drains completed so far, plus one: stamps writes and copies (see take)."""
+        self._written = array.array("I", bytes(4 * self.reader.chunk_count))
+        """Per chunk: the generation of the drain that last saw a write to it."""
+        self._copied = array.array("I", bytes(4 * self.reader.chunk_count))
+        """Per chunk: the generation when its last copy began."""
         self._stop = threading.Event()
         self._error: BaseException | None = None
         try:
@@ -113,10 +120,16 @@ class LiveSource:
 
     def _drain(self) -> None:
         """Move traced writes into the dirty map; the caller holds the lock."""
-        last = len(self._dirty) - 1
+        last, gen = len(self._dirty) - 1, self._generation
         for offset, length in self.trace.drain():
             first, end = offset // self.chunk_size, min((offset + length - 1) // self.chunk_size, last)
             self._dirty[first : end + 1] = b"\x01" * (end + 1 - first)
+            self._written[first : end + 1] = array.array("I", [gen]) * (end + 1 - first)
+        self._generation = gen + 1
+
+    def copying(self, index: int) -> None:
+        """Called just before chunk index is read: its copy begins now."""
+        self._copied[index] = self._generation
 
     def _drain_loop(self) -> None:
         while not self._stop.wait(DRAIN_EVERY_S):
@@ -128,7 +141,12 @@ class LiveSource:
                 return
 
     def take(self) -> Taken:
-        """The chunks written since the last take (or since tracing began) and start afresh."""
+        """The chunks written since the last take (or since tracing began) and start afresh.
+
+        On a request-based disk every write is traced again when it completes, so a chunk whose
+        last write was drained before its last copy began was copied with that write in it:
+        it is left out. (A drain stamped g ends before the generation becomes g + 1, so a copy
+        that began at a later generation began after those writes had landed.)"""
         with self._lock:
             if self._error is not None:
                 raise SourceUnreadable(path=self.trace.dev, detail=f"the write trace failed: {self._error}")
@@ -136,7 +154,10 @@ class LiveSource:
             dirty, self._dirty = self._dirty, bytearray(len(self._dirty))
             overruns = self.trace.overruns()
             lost, self._overruns = overruns != self._overruns, overruns
-        return Taken([m.start() for m in _DIRTY.finditer(dirty)], lost)
+            chunks = [m.start() for m in _DIRTY.finditer(dirty)]
+            if self.trace.completions:
+                chunks = [i for i in chunks if self._written[i] >= self._copied[i]]
+        return Taken(chunks, lost)
 
     def settle(self) -> None:
         """Let writes queued before tracing began land: a brief freeze and thaw of every
