@@ -1,7 +1,11 @@
-"""Tracing the writes queued to a block device, with a tracefs instance of liferaft's own (no
-kernel module): the ``block_bio_queue`` and ``block_rq_complete`` events, filtered in the kernel to
-the device and to writes and discards. A write is seen when it is queued and again when it
-completes, so a reader that raced with a slow write learns of it after that write has landed.
+"""Tracing the writes to a block device, with a tracefs instance of liferaft's own (no kernel
+module), filtered in the kernel to the device and to writes and discards.
+
+On a request-based disk (blk-mq: SATA, NVMe, virtio, loop) every write ends with a
+``block_rq_complete`` event, which is traced: a write is seen once it has landed, so a reader that
+raced with a slow write learns of it after the write is on the disk. A bio-based disk (device
+mapper, md) has no such event; there ``block_bio_queue`` is traced as well, and callers must not
+assume that a seen write has landed (``completions`` is False).
 
 The kernel reports partition I/O against the whole disk with disk-absolute sectors, so the filter
 names the disk and a partition's start (from sysfs) is subtracted here. Events are drained from
@@ -22,7 +26,8 @@ from pathlib import Path
 from liferaft.errors import SourceUnreadable
 
 TRACEFS = Path("/sys/kernel/tracing")
-EVENTS = ("events/block/block_bio_queue", "events/block/block_rq_complete")
+QUEUED, COMPLETED = "events/block/block_bio_queue", "events/block/block_rq_complete"
+EVENTS = (QUEUED, COMPLETED)
 _LINE = re.compile(rb"block_(?:bio_queue|rq_complete): (\d+),(\d+) (\S+) (?:\([^)]*\) )?(\d+) \+ (\d+)")
 
 
@@ -72,7 +77,7 @@ class BlockTrace:
 
     def __init__(self, dev: str, buffer_kb: int = 8192) -> None:
         self.dev = dev
-        # completions: every write is also seen once it has landed (request-based disks)
+        # completions: every write is seen once it has landed (request-based disks)
         major, minor, self._start, self._sectors, self.completions = _disk_of(dev)
         self._dev = (str(major).encode(), str(minor).encode())
         root = _mount_tracefs()
@@ -85,7 +90,7 @@ class BlockTrace:
         try:
             (self.instance / "buffer_size_kb").write_text(str(buffer_kb))
             kernel_dev = major << 20 | minor  # the kernel's dev_t layout in this event
-            for event in EVENTS:
+            for event in (COMPLETED,) if self.completions else EVENTS:
                 (self.instance / event / "filter").write_text(f'dev == {kernel_dev} && (rwbs ~ "*W*" || rwbs ~ "*D*")')
                 (self.instance / event / "enable").write_text("1")
             (self.instance / "tracing_on").write_text("1")
