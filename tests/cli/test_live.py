@@ -306,3 +306,16 @@ def test_an_image_mounted_only_in_part_is_refused_with_what_to_do(
         r = cli("backup", str(image), repo=repo)
         assert r.code == 2 and f"mounted only in part, through {part}" in r.err and "losetup -P" in r.err
         sh("umount", str(mnt))
+
+
+def test_a_mountpoint_stands_for_its_filesystems_device(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount
+) -> None:  # type: ignore[no-untyped-def]
+    dev = loopdev(gpt_image(tmp_path / "disk.img", 200, [150]), partscan=True)
+    make_fs(f"{dev}p1", "ext4")
+    mnt = mount(f"{dev}p1", tmp_path / "root")
+    res = live_backup(cli, repo, str(mnt))
+    assert res["source"] == f"{dev}p1" and res["size"] == 150 << 20
+    assert any(f"back up {dev} to include the partition table" in n for n in res["notes"])  # type: ignore[attr-defined]
+    r = cli("backup", str(tmp_path), repo=repo)  # a plain directory: what to give instead
+    assert r.code == 2 and "is a directory, not a disk" in r.err

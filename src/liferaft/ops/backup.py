@@ -8,12 +8,13 @@ dedup). The chunk map is written as deduplicated metadata pieces, then the snaps
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from liferaft.disk.imaging import Plan, Region, chunk_free, make_plan
-from liferaft.errors import Interrupted
+from liferaft.errors import Interrupted, UsageError
 from liferaft.ops.imager import Imager
 from liferaft.ops.live import copy_live, use_tracking
 from liferaft.ops.pipeline import default_workers
@@ -21,6 +22,7 @@ from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo.repository import Repository
 from liferaft.source import providers
 from liferaft.source.providers.freeze_trace import LiveOptions, LiveSource
+from liferaft.source.usage import device_of_mountpoint, disk_of_partition
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,8 +62,9 @@ def backup(
     neither read nor stored (they restore as zeros)."""
     progress = progress or NoProgress()
     started = time.monotonic()
-    name = providers.choose(source) if provider == "auto" else provider
     options = live or LiveOptions()
+    source = _device_for(source, options.notes)
+    name = providers.choose(source) if provider == "auto" else provider
     src: LiveSource | None = None
     if name == LiveSource.name:
         src = LiveSource(source, repo.config.chunk_size, options)
@@ -127,6 +130,23 @@ def backup(
         live=live_record,
         notes=list(options.notes),
     )
+
+
+def _device_for(source: str, notes: list[str]) -> str:
+    """A mountpoint stands for the device of its filesystem (``liferaft backup /``); any other
+    directory is refused with what to give instead."""
+    if not os.path.isdir(source):
+        return source
+    device = device_of_mountpoint(source)
+    if device is None:
+        raise UsageError(
+            f"{source} is a directory, not a disk: liferaft images whole disks, partitions and image files; "
+            "give the device (or the mountpoint of a filesystem on a block device)"
+        )
+    disk = disk_of_partition(device)
+    whole = f"; back up {disk} to include the partition table and boot code as well" if disk else ""
+    notes.append(f"{source} is the filesystem on {device}: that device is imaged{whole}")
+    return device
 
 
 def layout_record(plan: Plan) -> dict[str, Any]:

@@ -116,6 +116,39 @@ def mounted_filesystems(path: str | os.PathLike[str]) -> list[Mounted]:
     return [mounts[dev] for name in _holders(Path(path)) for dev in _family(name) if dev in mounts]
 
 
+def device_of_mountpoint(path: str) -> str | None:
+    """The block device of the filesystem mounted exactly at path (the last mount there wins,
+    as it hides the others), or None when path is not a mountpoint of a block device."""
+    target = os.path.realpath(path)
+    found = None
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            head, _, tail = line.partition(" - ")
+            parts, rest = head.split(), tail.split()
+            if len(parts) < 5 or len(rest) < 2 or _unescape(parts[4]) != target:
+                continue
+            src = _unescape(rest[1])
+            if src.startswith("/dev/") and Path(src).is_block_device():
+                found = os.path.realpath(src)
+            elif Path(f"/dev/block/{parts[2]}").is_block_device():
+                found = os.path.realpath(f"/dev/block/{parts[2]}")
+            else:
+                found = None
+    return found
+
+
+def disk_of_partition(device: str) -> str | None:
+    """/dev/sda for the partition /dev/sda2; None when device is no partition."""
+    try:
+        rdev = os.stat(device).st_rdev
+    except OSError:
+        return None
+    node = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}").resolve()
+    if not (node / "partition").exists():
+        return None
+    return f"/dev/{node.parent.name}"
+
+
 def traced_device(path: str) -> tuple[str, str]:
     """The block device whose writes change path: path itself, or for an image file the loop
     device through which its filesystems are mounted (with a note saying so)."""
