@@ -3,6 +3,7 @@ events were lost or the tracker is another one."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -90,9 +91,25 @@ def test_a_second_tracker_for_the_device_is_refused(served: tuple[str, Tracker])
         Tracker(dev)
 
 
-def test_no_tracker_running_is_an_answer_not_an_error(tmp_path: Path, loopdev: Callable[..., str]) -> None:
+def test_no_tracker_running_is_an_answer_not_an_error(
+    tmp_path: Path, loopdev: Callable[..., str], cli: Callable[..., object]
+) -> None:
     img = tmp_path / "d.img"
     sh("truncate", "-s", "8M", str(img))
     dev = loopdev(img)
-    assert tracking.mark(dev) is None
+    assert tracking.mark(dev) is None and tracking.status(dev) is None
     assert "no change tracker is running" in tracking.written_since(dev, "x", 1).why
+    r = cli("track", "--status", dev)  # for monitoring: exit 1
+    assert r.code == 1 and "no change tracker runs" in r.out  # type: ignore[attr-defined]
+
+
+def test_status_for_monitoring(served: tuple[str, Tracker], cli: Callable[..., object]) -> None:
+    dev, t = served
+    tracking.mark(dev)
+    dd_write(dev, 3 * GRAIN, 2 * GRAIN)
+    settle()
+    t.persist()
+    st = tracking.status(dev)
+    assert st is not None and st.tracker == t.id and st.pid == os.getpid() and st.changed_bytes == 2 * GRAIN
+    r = cli("track", "--status", dev)
+    assert r.code == 0 and t.id in r.out and "512.0 KiB written since the last backup began" in r.out  # type: ignore[attr-defined]

@@ -207,6 +207,41 @@ class Tracker:
         self._stop.set()
 
 
+@dataclass(frozen=True, slots=True)
+class Status:
+    tracker: str
+    pid: int
+    started: float
+    saved: float
+    epoch: int
+    lost_epoch: int
+    changed_bytes: int
+    """Written since the latest mark (the last backup's start), as of ``saved``."""
+
+
+def status(device: str) -> Status | None:
+    """What the device's running tracker last persisted; None when none runs."""
+    if _ask(device, {"op": "hello"}) is None:
+        return None
+    try:
+        state = json.loads(state_path(device).read_text())
+        written = array.array("I")
+        written.frombytes(zlib.decompress(base64.b64decode(state["written"])))
+        epoch = int(state["epoch"])
+        changed = sum(1 for e in written if e >= epoch) * int(state["grain"])
+        return Status(
+            str(state["tracker"]),
+            int(state["pid"]),
+            float(state["started"]),
+            float(state["saved"]),
+            epoch,
+            int(state["lost_epoch"]),
+            changed,
+        )
+    except (OSError, ValueError, KeyError, zlib.error):
+        return None
+
+
 def _ask(device: str, request: dict[str, object]) -> dict[str, object] | None:
     """One request to the device's tracker; None when none is running."""
     try:
