@@ -77,7 +77,7 @@ def test_unreadable_source(cli: Callable[..., Result], repo: Path, tmp_path: Pat
     r = cli("backup", str(tmp_path / "missing.img"), repo=repo)
     assert r.code == 30 and "missing.img" in r.err and "no such file" in r.err
     r = cli("backup", str(tmp_path), repo=repo)
-    assert r.code == 30 and "not a block device or regular file" in r.err
+    assert r.code == 30 and "a directory, not a block device or regular file" in r.err and "mountpoint" in r.err
     assert json.loads(cli("snapshots", "--json", repo=repo).out) == []
 
 

@@ -318,4 +318,4 @@ def test_a_mountpoint_stands_for_its_filesystems_device(
     assert res["source"] == f"{dev}p1" and res["size"] == 150 << 20
     assert any(f"back up {dev} to include the partition table" in n for n in res["notes"])  # type: ignore[attr-defined]
     r = cli("backup", str(tmp_path), repo=repo)  # a plain directory: what to give instead
-    assert r.code == 2 and "is a directory, not a disk" in r.err
+    assert r.code == 30 and "a directory, not a block device" in r.err

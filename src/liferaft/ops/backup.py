@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from liferaft.disk.imaging import Plan, Region, chunk_free, make_plan
-from liferaft.errors import Interrupted, UsageError
+from liferaft.errors import Interrupted, SourceUnreadable
 from liferaft.ops.imager import Imager
 from liferaft.ops.live import copy_live, use_tracking
 from liferaft.ops.pipeline import default_workers
@@ -139,9 +139,10 @@ def _device_for(source: str, notes: list[str]) -> str:
         return source
     device = device_of_mountpoint(source)
     if device is None:
-        raise UsageError(
-            f"{source} is a directory, not a disk: liferaft images whole disks, partitions and image files; "
-            "give the device (or the mountpoint of a filesystem on a block device)"
+        raise SourceUnreadable(
+            path=source,
+            detail="a directory, not a block device or regular file: give the device or image file, or the "
+            "mountpoint of a filesystem on a block device",
         )
     disk = disk_of_partition(device)
     whole = f"; back up {disk} to include the partition table and boot code as well" if disk else ""
