@@ -174,8 +174,12 @@ def use_tracking(repo: Repository, im: Imager, src: LiveSource) -> tuple[set[int
         return None, record
     last = prev.stats.get("tracking") or {}
     if now is None:
-        since = tracking.Since(None, f"no change tracker runs for {device} (liferaft track)")
-    elif last.get("tracker") != now.tracker:
+        src.options.notes.append(
+            f"no change tracker runs for {device}: every used chunk was read and compared "
+            f"(keep `liferaft track {device}` running so that later backups read only what changed)"
+        )
+        return None, record
+    if last.get("tracker") != now.tracker:
         since = tracking.Since(None, "the last backup was not tracked by this tracker (restarted, or started later)")
     else:
         since = tracking.written_since(device, now.tracker, int(last.get("epoch", 0)))
