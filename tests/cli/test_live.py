@@ -319,3 +319,15 @@ def test_a_mountpoint_stands_for_its_filesystems_device(
     assert any(f"back up {dev} to include the partition table" in n for n in res["notes"])  # type: ignore[attr-defined]
     r = cli("backup", str(tmp_path), repo=repo)  # a plain directory: what to give instead
     assert r.code == 30 and "a directory, not a block device" in r.err
+
+
+def test_a_source_changing_faster_than_it_can_be_copied_fails_cleanly(
+    cli: Callable[..., Result], repo: Path, live_fs, start_writers: Writers
+) -> None:  # type: ignore[no-untyped-def]
+    dev, mnt = live_fs("ext4", 128)
+    start_writers(mnt)
+    r = cli("backup", "--max-passes", "1", "--freeze-memory", "1M", dev, repo=repo)
+    assert r.code == 62 and "changed faster than it could be copied" in r.err and "MiB still changing" in r.err
+    (mnt / "after").write_text("still writable")  # nothing left frozen
+    assert json.loads(cli("snapshots", "--json", repo=repo).out) == []
+    assert cli("verify", repo=repo).code == 0  # what the failed run wrote is unreferenced, harmless

@@ -35,6 +35,12 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
         "--max-passes", type=int, default=8, metavar="N", help="live copy passes at most before the freeze (default 8)"
     )
     live.add_argument(
+        "--freeze-memory",
+        default="256M",
+        metavar="SIZE",
+        help="at most this much changed data is copied into memory while frozen (default 256M)",
+    )
+    live.add_argument(
         "--trace-buffer", type=int, default=8192, metavar="KB", help="write-trace ring buffer per CPU (default 8192)"
     )
     p.add_argument("--all-blocks", action="store_true", help="image every byte, free filesystem blocks too (bit-exact)")
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             post_thaw=args.post_thaw,
             max_passes=args.max_passes,
             trace_buffer_kb=args.trace_buffer,
+            frozen_memory=render.parse_size(args.freeze_memory),
         )
         bar = BarProgress(ctx.err, not args.quiet)
         r = backup(repo, args.source, args.provider, bar, all_blocks=args.all_blocks, live=options)
