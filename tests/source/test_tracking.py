@@ -66,6 +66,9 @@ def test_written_since_an_epoch(served: tuple[str, Tracker]) -> None:
     assert since.ranges == [(40 * GRAIN, 2 * GRAIN), (99 * GRAIN, 2 * GRAIN)]  # not grain 5: before the mark
     assert tracking.written_since(dev, t.id, second.epoch).ranges == []
     assert tracking.written_since(dev, "another", first.epoch).why.startswith("the tracker was restarted")
+    for bad in ({"op": "since", "epoch": "x"}, {"op": "since", "epoch": [1]}, ["not", "an", "object"]):
+        tracking._ask(dev, bad)  # type: ignore[arg-type]  # a malformed request does not stop it
+    assert tracking.written_since(dev, t.id, second.epoch).ranges == []
     state = t.state_path.read_text()
     assert t.id in state  # persisted for inspection
 

@@ -190,8 +190,8 @@ class Tracker:
                 try:
                     conn, _ = server.accept()
                     self._handle(conn)
-                except (OSError, ValueError):
-                    pass  # no request within the tick, or a bad one: tracking goes on
+                except (OSError, ValueError, TypeError, AttributeError):
+                    pass  # no request within the tick, or a malformed one: tracking goes on
                 with self._lock:
                     self._drain()
                 if time.monotonic() - persisted > PERSIST_EVERY_S:
