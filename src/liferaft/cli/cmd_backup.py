@@ -49,8 +49,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    repo = ctx.open(create_default=True)
-    try:
+    with ctx.open(create_default=True) as repo:
         options = LiveOptions(
             max_freeze=args.max_freeze,
             pre_freeze=args.pre_freeze,
@@ -61,8 +60,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         )
         bar = BarProgress(ctx.err, not args.quiet)
         r = backup(repo, args.source, args.provider, bar, all_blocks=args.all_blocks, live=options)
-    finally:
-        repo.close()
     if ctx.json:
         render.print_json(r.as_dict())
         return 0

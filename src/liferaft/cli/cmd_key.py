@@ -48,11 +48,8 @@ def _new_password(args: argparse.Namespace) -> bytes:
 
 
 def run_add(args: argparse.Namespace, ctx: Context) -> int:
-    repo = ctx.open()
-    try:
+    with ctx.open() as repo:
         key_id = repo.add_key(_new_password(args), args.label)
-    finally:
-        repo.close()
     if ctx.json:
         render.print_json({"id": key_id})
     else:
@@ -61,11 +58,8 @@ def run_add(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
-    repo = ctx.open()
-    try:
+    with ctx.open() as repo:
         keys = repo.list_keys()
-    finally:
-        repo.close()
     if ctx.json:
         render.print_json([{"id": k.key_id, "label": k.label, "created": k.created, "current": k.current} for k in keys])
         return 0
@@ -76,10 +70,7 @@ def run_list(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_remove(args: argparse.Namespace, ctx: Context) -> int:
-    repo = ctx.open()
-    try:
+    with ctx.open() as repo:
         repo.remove_key(args.key_id)
-    finally:
-        repo.close()
     ctx.out.print(f"removed key {args.key_id}")
     return 0

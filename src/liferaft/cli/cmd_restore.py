@@ -31,8 +31,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    repo = ctx.open()
-    try:
+    with ctx.open() as repo:
         bar = BarProgress(ctx.err, not args.quiet)
         resized = args.grow or args.shrink or args.size or (args.force and Path(args.target).is_block_device())
         if resized and args.partition is None and not args.delta:
@@ -45,8 +44,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 repo, args.snapshot, args.target, args.force, args.verify, bar,
                 partition=args.partition, discard=args.discard, delta=args.delta,
             )  # fmt: skip
-    finally:
-        repo.close()
     if ctx.json:
         render.print_json(r.as_dict())
         return 0

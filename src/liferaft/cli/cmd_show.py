@@ -19,11 +19,8 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    repo = ctx.open()
-    try:
+    with ctx.open() as repo:
         info = show(repo, args.snapshot)
-    finally:
-        repo.close()
     if ctx.json:
         render.print_json(info)
         return 0

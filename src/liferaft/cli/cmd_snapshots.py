@@ -17,11 +17,8 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    repo = ctx.open()
-    try:
+    with ctx.open() as repo:
         rows = list_snapshots(repo)
-    finally:
-        repo.close()
     if ctx.json:
         render.print_json([r.as_dict() for r in rows])
         return 0

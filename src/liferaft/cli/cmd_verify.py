@@ -21,11 +21,8 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    repo = ctx.open()
-    try:
+    with ctx.open() as repo:
         r = verify(repo, args.snapshot, args.read_data, BarProgress(ctx.err, not args.quiet))
-    finally:
-        repo.close()
     if ctx.json:
         render.print_json(r.as_dict())
     else:

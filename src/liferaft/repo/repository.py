@@ -134,6 +134,12 @@ class Repository:
     def close(self) -> None:
         self.store.close()
 
+    def __enter__(self) -> Repository:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     # --- keys ---------------------------------------------------------------------------------
     def add_key(self, password: bytes, label: str, cost: keys.KdfCost | None = None) -> str:
         record = keys.wrap(self.master, password, self.config.repo_id, label, cost)
