@@ -11,7 +11,7 @@ from typing import Any
 from liferaft.cli import render
 from liferaft.cli.context import Context
 from liferaft.source.tracking import Tracker, status
-from liferaft.source.usage import traced_device
+from liferaft.source.usage import source_device, traced_device
 
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -23,9 +23,11 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    device, note = traced_device(args.source)
-    if note:
-        ctx.err.print(f"note: {note}", highlight=False, markup=False)
+    source, mount_note = source_device(args.source)
+    device, note = traced_device(source)
+    for n in (mount_note, note):
+        if n:
+            ctx.err.print(f"note: {n}", highlight=False, markup=False)
     if args.status:
         return _status(device, ctx)
     tracker = Tracker(device, args.trace_buffer)

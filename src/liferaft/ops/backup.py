@@ -8,13 +8,12 @@ dedup). The chunk map is written as deduplicated metadata pieces, then the snaps
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from liferaft.disk.imaging import Plan, Region, chunk_free, make_plan
-from liferaft.errors import Interrupted, SourceUnreadable
+from liferaft.errors import Interrupted
 from liferaft.ops.imager import Imager
 from liferaft.ops.live import copy_live, use_tracking
 from liferaft.ops.pipeline import default_workers
@@ -22,7 +21,7 @@ from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo.repository import Repository
 from liferaft.source import providers
 from liferaft.source.providers.freeze_trace import LiveOptions, LiveSource
-from liferaft.source.usage import device_of_mountpoint, disk_of_partition
+from liferaft.source.usage import source_device
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,14 +62,17 @@ def backup(
     progress = progress or NoProgress()
     started = time.monotonic()
     options = live or LiveOptions()
-    source = _device_for(source, options.notes)
+    source, note = source_device(source)
+    if note:
+        options.notes.append(note)
     name = providers.choose(source) if provider == "auto" else provider
     src: LiveSource | None = None
     if name == LiveSource.name:
         src = LiveSource(source, repo.config.chunk_size, options)
-        reader = src.reader
+        reader, close = src.reader, src.close
     else:
         reader = providers.get(name).open(source, repo.config.chunk_size)
+        close = reader.close
     try:
         if src is not None:
             src.settle()  # before the used-block map is read, so that the map on disk is current
@@ -100,19 +102,15 @@ def backup(
                 **live_record,
             }
             sid = im.commit(name, stats, layout_record(plan))
-        except KeyboardInterrupt:
+        except BaseException as exc:
             im.abort()
-            raise Interrupted() from None
-        except BaseException:
-            im.abort()
+            if isinstance(exc, KeyboardInterrupt):
+                raise Interrupted() from None
             raise
         finally:
             im.close()
     finally:
-        if src is not None:
-            src.close()
-        else:
-            reader.close()
+        close()
     return BackupResult(
         snapshot_id=sid,
         source=reader.path,
@@ -130,24 +128,6 @@ def backup(
         live=live_record,
         notes=list(options.notes),
     )
-
-
-def _device_for(source: str, notes: list[str]) -> str:
-    """A mountpoint stands for the device of its filesystem (``liferaft backup /``); any other
-    directory is refused with what to give instead."""
-    if not os.path.isdir(source):
-        return source
-    device = device_of_mountpoint(source)
-    if device is None:
-        raise SourceUnreadable(
-            path=source,
-            detail="a directory, not a block device or regular file: give the device or image file, or the "
-            "mountpoint of a filesystem on a block device",
-        )
-    disk = disk_of_partition(device)
-    whole = f"; back up {disk} to include the partition table and boot code as well" if disk else ""
-    notes.append(f"{source} is the filesystem on {device}: that device is imaged{whole}")
-    return device
 
 
 def layout_record(plan: Plan) -> dict[str, Any]:

@@ -140,8 +140,9 @@ def copy_live(
             continue
         stats.passes += 1
         stats.frozen_chunks = len(frozen)
-        stats.reread_bytes += sum(len(d) for _, d in frozen)
-        im.bytes_read += sum(len(d) for _, d in frozen)
+        frozen_bytes = sum(len(d) for _, d in frozen)
+        stats.reread_bytes += frozen_bytes
+        im.bytes_read += frozen_bytes
         im.store(frozen)
         return stats
 

@@ -61,8 +61,8 @@ def remove_stale(root: Path) -> None:
     """Remove the instances of liferaft processes that died without removing theirs (kill -9):
     a leaked instance keeps tracing and holds its ring buffer."""
     for inst in (root / "instances").glob("liferaft-*-*"):
-        pid = int(inst.name.split("-")[1]) if inst.name.split("-")[1].isdigit() else 0
-        if pid and not Path(f"/proc/{pid}").exists():
+        pid = inst.name.split("-")[1]
+        if pid.isdigit() and not Path(f"/proc/{pid}").exists():
             try:
                 (inst / "tracing_on").write_text("0")
                 for event in EVENTS:

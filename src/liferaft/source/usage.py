@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import os
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from liferaft.errors import UsageError
+from liferaft.errors import SourceUnreadable, UsageError
 
 
 def _unescape(field: str) -> str:
@@ -24,34 +25,46 @@ class Mounted:
     fstype: str
 
 
-def _mounts() -> dict[str, Mounted]:
-    """'major:minor' of the block device -> its first mount, from /proc/self/mountinfo. The
-    device is the mount's own number, or its source's when that is a block device (btrfs reports
-    an anonymous number of its own)."""
-    out: dict[str, Mounted] = {}
+def _mountinfo() -> Iterator[tuple[str, str, str, str | None, str | None]]:
+    """Each mount in /proc/self/mountinfo, in order: its device number ('major:minor'), mount
+    point, filesystem type, and, when its source is a block device, that device's path and
+    number (btrfs mounts carry an anonymous number of their own)."""
     with open("/proc/self/mountinfo") as f:
         for line in f:
             head, _, tail = line.partition(" - ")
             parts, rest = head.split(), tail.split()
             if len(parts) < 5 or len(rest) < 2:
                 continue
-            mp, fstype, src = _unescape(parts[4]), rest[0], _unescape(rest[1])
-            devs = [parts[2]]
+            src, source, source_dev = _unescape(rest[1]), None, None
             if src.startswith("/dev/"):
                 try:
-                    rdev = os.stat(src).st_rdev
-                    devs.append(f"{os.major(rdev)}:{os.minor(rdev)}")
+                    st = os.stat(src)
+                    if stat.S_ISBLK(st.st_mode):
+                        source, source_dev = os.path.realpath(src), f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
                 except OSError:
                     pass
-            for dev in devs:
-                out.setdefault(dev, Mounted(dev, mp, fstype))
+            yield parts[2], _unescape(parts[4]), rest[0], source, source_dev
+
+
+def _mounts() -> dict[str, Mounted]:
+    """'major:minor' of a block device -> its first mount (by the mount's own number or its
+    source's)."""
+    out: dict[str, Mounted] = {}
+    for dev, mp, fstype, _source, source_dev in _mountinfo():
+        for d in (dev, source_dev):
+            if d is not None:
+                out.setdefault(d, Mounted(d, mp, fstype))
     return out
 
 
+def _sys_node(rdev: int) -> Path:
+    """The sysfs directory of a block device number."""
+    return Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}").resolve()
+
+
 def _block_name(rdev: int) -> str | None:
-    link = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}")
     try:
-        return link.resolve().name
+        return _sys_node(rdev).name
     except OSError:
         return None
 
@@ -116,37 +129,41 @@ def mounted_filesystems(path: str | os.PathLike[str]) -> list[Mounted]:
     return [mounts[dev] for name in _holders(Path(path)) for dev in _family(name) if dev in mounts]
 
 
-def device_of_mountpoint(path: str) -> str | None:
+def _device_of_mountpoint(path: str) -> str | None:
     """The block device of the filesystem mounted exactly at path (the last mount there wins,
     as it hides the others), or None when path is not a mountpoint of a block device."""
     target = os.path.realpath(path)
     found = None
-    with open("/proc/self/mountinfo") as f:
-        for line in f:
-            head, _, tail = line.partition(" - ")
-            parts, rest = head.split(), tail.split()
-            if len(parts) < 5 or len(rest) < 2 or _unescape(parts[4]) != target:
-                continue
-            src = _unescape(rest[1])
-            if src.startswith("/dev/") and Path(src).is_block_device():
-                found = os.path.realpath(src)
-            elif Path(f"/dev/block/{parts[2]}").is_block_device():
-                found = os.path.realpath(f"/dev/block/{parts[2]}")
-            else:
-                found = None
+    for dev, mp, _fstype, source, _source_dev in _mountinfo():
+        if mp == target:
+            found = source or (os.path.realpath(f"/dev/block/{dev}") if Path(f"/dev/block/{dev}").is_block_device() else None)
     return found
 
 
-def disk_of_partition(device: str) -> str | None:
+def _disk_of_partition(device: str) -> str | None:
     """/dev/sda for the partition /dev/sda2; None when device is no partition."""
     try:
-        rdev = os.stat(device).st_rdev
+        node = _sys_node(os.stat(device).st_rdev)
     except OSError:
         return None
-    node = Path(f"/sys/dev/block/{os.major(rdev)}:{os.minor(rdev)}").resolve()
-    if not (node / "partition").exists():
-        return None
-    return f"/dev/{node.parent.name}"
+    return f"/dev/{node.parent.name}" if (node / "partition").exists() else None
+
+
+def source_device(path: str) -> tuple[str, str]:
+    """What to image for path, with a note when that is not path itself: a mountpoint stands for
+    its filesystem's device (``liferaft backup /``); any other directory is refused."""
+    if not os.path.isdir(path):
+        return path, ""
+    device = _device_of_mountpoint(path)
+    if device is None:
+        raise SourceUnreadable(
+            path=path,
+            detail="a directory, not a block device or regular file: give the device or image file, or the "
+            "mountpoint of a filesystem on a block device",
+        )
+    disk = _disk_of_partition(device)
+    whole = f"; back up {disk} to include the partition table and boot code as well" if disk else ""
+    return device, f"{path} is the filesystem on {device}: that device is imaged{whole}"
 
 
 def traced_device(path: str) -> tuple[str, str]:
@@ -178,11 +195,11 @@ def in_use(path: str | os.PathLike[str]) -> str | None:
     if not p.exists():
         return None
     mounts = _mounts()
-    prefix = "" if p.is_block_device() else "{} "
     for name in _holders(p):
         for dev in _family(name):
             if dev in mounts:
-                return f"{prefix.format(name)}mounted at {mounts[dev].mountpoint}".strip()
+                through = "" if p.is_block_device() else f"{name} "
+                return f"{through}mounted at {mounts[dev].mountpoint}"
     if os.path.realpath(p) in _swaps():
         return "active swap"
     return None
