@@ -1,7 +1,8 @@
 """Writers that keep a filesystem busy during live backups, and the checks of what they wrote.
 
-``python3 tests/writers.py KIND DIR JOURNAL [BYTES_PER_S]`` runs until SIGTERM. Each kind writes
-checksummed data into DIR and appends ``<sequence> <wall time>`` to JOURNAL (on another
+``python3 tests/writers.py KIND DIR JOURNAL [BYTES_PER_S]`` runs until SIGTERM
+(``python3 tests/writers.py flood INSTANCE SECONDS`` overruns a trace instance instead). Each
+kind writes checksummed data into DIR and appends ``<sequence> <wall time>`` to JOURNAL (on another
 filesystem) once a write is durable, so a check knows what was committed before a freeze:
 - ``sqlite``: a WAL-mode database, one row per transaction (synchronous=FULL);
 - ``log``: an append-only log, one record per write, each fsync'ed;
@@ -17,6 +18,7 @@ import random
 import signal
 import sqlite3
 import struct
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -84,12 +86,30 @@ def run(kind: str, where: Path, journal: Path, rate: float) -> None:
 
 def flood_trace(instance: Path, seconds: float = 0.3) -> None:
     """Write markers into a tracefs instance far faster than any reader drains them: its ring
-    buffer overruns, as under an extreme write load."""
-    fd = os.open(instance / "trace_marker", os.O_WRONLY)
-    line, end = b"flood " + b"x" * 1000, time.monotonic() + seconds
+    buffer overruns, as under an extreme write load. It runs in a process of its own, so that no
+    other thread holding the GIL slows it down."""
+    subprocess.run([sys.executable, __file__, "flood", str(instance), str(seconds)], check=True, timeout=60)
+
+
+def _flood(instance: Path, seconds: float) -> None:
+    """The kernel refuses markers (EBADF) while the instance is being set up (its buffer
+    resized), so the flood lasts `seconds` from the first marker that gets in, and gives up only
+    when the instance is gone."""
+    line, end = b"flood " + b"x" * 1000, None
     try:
-        while time.monotonic() < end:
-            os.write(fd, line)
+        fd = os.open(instance / "trace_marker", os.O_WRONLY)
+    except OSError:
+        return
+    try:
+        give_up = time.monotonic() + 10
+        while time.monotonic() < (end or give_up):
+            try:
+                os.write(fd, line)
+            except OSError:
+                if end is None and instance.exists():
+                    continue
+                return
+            end = end or time.monotonic() + seconds
     finally:
         os.close(fd)
 
@@ -146,5 +166,7 @@ def check_blocks(path: Path) -> int:
     return newest
 
 
-if __name__ == "__main__":
+if __name__ == "__main__" and sys.argv[1] == "flood":
+    _flood(Path(sys.argv[2]), float(sys.argv[3]))
+elif __name__ == "__main__":
     run(sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3]), float(sys.argv[4]) if len(sys.argv) > 4 else 2e6)

@@ -94,7 +94,7 @@ class Tracker:
         RUN_DIR.mkdir(parents=True, exist_ok=True)
         self.sock_path, self.state_path = socket_path(device), state_path(device)
         self.trace = BlockTrace(device, buffer_kb)
-        self._overruns = self.trace.overruns()
+        self._overruns = 0  # a fresh instance: any overrun at all is a loss
 
     def _drain(self) -> None:
         """Caller holds the lock."""

@@ -78,8 +78,8 @@ class LiveOptions:
 
 
 class LiveSource:
-    """A mounted source being traced. Use as a context manager (the trace instance and the
-    drain thread always go away)."""
+    """A mounted source being traced. close() it always: the trace instance and the drain thread
+    must go away."""
 
     name = "freeze_trace"
 
@@ -110,7 +110,7 @@ class LiveSource:
         except BaseException:
             self.reader.close()
             raise
-        self._overruns = self.trace.overruns()
+        self._overruns = 0  # a fresh instance: any overrun at all is a loss
         self._thread = threading.Thread(target=self._drain_loop, name="liferaft-trace", daemon=True)
         self._thread.start()
 
@@ -207,9 +207,3 @@ class LiveSource:
             self._thread.join()
         self.trace.close()
         self.reader.close()
-
-    def __enter__(self) -> LiveSource:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
