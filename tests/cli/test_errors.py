@@ -11,6 +11,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from liferaft import errors
 from tests.conftest import PASSWORD, PYTHON, Result, sh, write_image
 
@@ -81,13 +83,17 @@ def test_unreadable_source(cli: Callable[..., Result], repo: Path, tmp_path: Pat
     assert json.loads(cli("snapshots", "--json", repo=repo).out) == []
 
 
-def test_unreadable_sector_names_the_byte_and_commits_nothing(
-    cli: Callable[..., Result], repo: Path, tmp_path: Path, bad_sectors: Callable[[Path, int, int], Path]
+@pytest.mark.parametrize("kind", ["file", "device"])
+def test_unreadable_sector_names_the_byte_and_commits_nothing(  # type: ignore[no-untyped-def]
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, bad_sectors: Callable[[Path, int, int], Path], loopdev, kind: str
 ) -> None:
+    """A file is read through the page cache; a device with O_DIRECT, by threads reading ahead
+    of the workers: the error must come through either way, and stop every thread."""
     backing = tmp_path / "disk.img"
     write_image(backing, 8 << 20)
     disk = bad_sectors(backing, 5 * (1 << 20) + 4096, 5 * (1 << 20) + 8192)
-    r = cli("backup", str(disk), repo=repo)
+    source = str(disk) if kind == "file" else loopdev(disk)
+    r = cli("backup", source, repo=repo)
     assert r.code == 30
     assert "I/O error at byte 5242880" in r.err and "unreadable sector" in r.err
     assert json.loads(cli("snapshots", "--json", repo=repo).out) == []

@@ -77,9 +77,8 @@ def backup(
         if src is not None:
             src.settle()  # before the used-block map is read, so that the map on disk is current
         plan = make_plan(reader.read_at, reader.info.size, all_blocks)
-        if workers is None:
-            workers = default_workers() + (2 if reader.direct else 0)
-        im = Imager(repo, reader, progress, workers)
+        workers = workers or default_workers()
+        im = Imager(repo, reader, progress, workers, workers + 2 if reader.direct else workers)
         try:
             live_record: dict[str, Any] = {}
             if src is not None:

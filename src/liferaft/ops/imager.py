@@ -31,8 +31,13 @@ def now() -> str:
 
 
 class Imager:
-    def __init__(self, repo: Repository, reader: SourceReader, progress: Progress, workers: int) -> None:
+    def __init__(
+        self, repo: Repository, reader: SourceReader, progress: Progress, workers: int, readers: int | None = None
+    ) -> None:
+        """workers: threads that hash, compress and seal (one per core); readers: threads that
+        read ahead of them from an O_DIRECT device (which has no kernel readahead)."""
         self.repo, self.reader, self.progress, self.workers = repo, reader, progress, workers
+        self.readers = readers or workers
         self.size = reader.info.size
         self.chunk = repo.config.chunk_size
         self.count = reader.chunk_count
@@ -81,22 +86,37 @@ class Imager:
         """Read and store the chunks of jobs ((index, free pieces)); the bytes read."""
         before = self.bytes_read
 
-        def work(job: tuple[int, Pieces]) -> tuple[int, ChunkId, int]:
+        def read(job: tuple[int, Pieces]) -> tuple[int, bytes | bytearray | None, bool]:
+            """(index, its bytes or None for a hole, whether it holds no used block at all)."""
             i, free = job
             if sum(n for _, n in free) == self.length(i):
+                return i, None, True
+            return i, self.read(i, free), False
+
+        def ingest(got: tuple[int, bytes | bytearray | None, bool]) -> tuple[int, ChunkId, int]:
+            i, data, unused = got
+            if unused:
                 return i, FREE_ID, 0
-            data = self.read(i, free)
             if data is None:
                 return i, ZERO_ID, 0
             return i, self.ingest(data), len(data)
 
+        if self.reader.direct:  # reads wait on the device while the workers compute; each read is a copy
+            read_ahead = ordered_map(read, jobs, self.readers, window=2 * self.readers)
+            results = ordered_map(ingest, read_ahead, self.workers, window=2 * self.workers)
+        else:  # the kernel reads ahead; a read is this thread's buffer, used at once
+            read_ahead = None
+            results = ordered_map(lambda job: ingest(read(job)), jobs, self.workers)
         self.progress.start(what, total)
         try:
-            for i, cid, nread in ordered_map(work, jobs, self.workers):
+            for i, cid, nread in results:
                 self.set(i, cid)
                 self.bytes_read += nread
                 self.progress.advance(self.length(i))
         finally:
+            results.close()  # on an error: every thread stopped before it propagates
+            if read_ahead is not None:
+                read_ahead.close()
             self.progress.finish()
         return self.bytes_read - before
 
@@ -108,7 +128,7 @@ class Imager:
             data = self.reader.read(i)
             return i, bytes(data)
 
-        yield from ordered_map(work, chunks, self.workers)
+        yield from ordered_map(work, chunks, self.readers)
 
     def store(self, chunks: Iterable[tuple[int, bytes]]) -> None:
         def work(item: tuple[int, bytes]) -> tuple[int, ChunkId]:

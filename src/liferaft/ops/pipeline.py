@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
 
@@ -20,14 +20,20 @@ R = TypeVar("R")
 
 
 def default_workers() -> int:
-    """One thread per core: the per-byte steps are CPU-bound C calls (more threads only contend).
-    Block devices read with O_DIRECT ask for more, to keep the device's queue full."""
+    """One thread per core: the per-byte steps are CPU-bound C calls. More threads only contend:
+    two zstd compressors sharing a core evict each other's tables from its cache (measured: a
+    live backup with 4 threads on 2 cores took 16% longer and 20% more CPU than with 2). Waiting
+    on a device gets threads of its own instead (``Imager``, restore)."""
     return os.cpu_count() or 2
 
 
-def ordered_map(fn: Callable[[T], R], items: Iterable[T], workers: int | None = None) -> Iterator[R]:
+def ordered_map(
+    fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, window: int | None = None
+) -> Generator[R, None, None]:
+    """window: jobs submitted ahead at most (default 16 per worker); keep it small where each
+    item or result holds a chunk's bytes."""
     workers = workers or default_workers()
-    window = workers * 16
+    window = window or workers * 16
     pending: deque[Future[R]] = deque()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="liferaft-io")
     try:
