@@ -82,6 +82,8 @@ def run(kind: str, where: Path, journal: Path, rate: float) -> None:
         ahead = written / rate - (time.monotonic() - started)
         if ahead > 0:
             time.sleep(ahead)
+        elif ahead < -1:  # stopped or starved for a while: go on at the rate, without a burst to catch up
+            started, written = time.monotonic(), 0
 
 
 def flood_trace(instance: Path, seconds: float = 0.3) -> None:
