@@ -4,6 +4,13 @@ need() { # need COMMAND DEBIAN_PACKAGE: install the package when the command is 
   command -v "$1" >/dev/null || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }
 }
 
+need_liferaft() { # install liferaft when missing, and make sure its modules are byte-compiled, as
+  # pip leaves them: an editable install under PYTHONDONTWRITEBYTECODE=1 would otherwise compile
+  # every module again at each start (about 0.25 s a command on the development machine)
+  command -v liferaft >/dev/null || python3 -m pip install -q "$(dirname "${BASH_SOURCE[0]}")/.."
+  python3 -m compileall -q "$(python3 -c 'import liferaft, os; print(os.path.dirname(liferaft.__file__))')" >/dev/null
+}
+
 prng() { # prng SEED BYTES: deterministic pseudo-random bytes on stdout
   (openssl enc -aes-128-ctr -nosalt -pass "pass:$1" -pbkdf2 -iter 1 </dev/zero 2>/dev/null || true) | head -c "$2"
 }
