@@ -64,11 +64,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         render.print_json(r.as_dict())
         return 0
     rate = r.size / r.seconds if r.seconds else 0
-    ctx.out.print(f"snapshot {r.snapshot_id[:12]} saved: {r.source} ({render.size(r.size)}, {r.chunks} chunks)", highlight=False)
+    chunks = render.count(r.chunks, "chunk")
+    ctx.out.print(f"snapshot {r.snapshot_id[:12]} saved: {r.source} ({render.size(r.size)}, {chunks})", highlight=False)
     ctx.out.print(
         f"  imaged in {r.seconds:.1f} s ({render.size(rate)}/s of disk); read {render.size(r.bytes_read)}; "
-        f"{r.zero_chunks} zero chunks, {r.free_chunks} free chunks (not read); "
-        f"new {render.size(r.new_bytes)} in {r.new_chunks} chunks, "
+        f"{render.count(r.zero_chunks, 'zero chunk')}, {render.count(r.free_chunks, 'free chunk')} (not read); "
+        f"new {render.size(r.new_bytes)} in {render.count(r.new_chunks, 'chunk')}, "
         f"stored {render.size(r.stored_bytes)}" + (f" ({r.stored_bytes / r.new_bytes:.0%} of new)" if r.new_bytes else ""),
         highlight=False,
     )
@@ -76,7 +77,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         lv = r.live
         ctx.out.print(
             f"  live ({r.provider}): {', '.join(lv['mountpoints'])} frozen for {lv['freeze_ms']:.0f} ms; "
-            f"{lv['passes']} passes, {render.size(lv['reread_bytes'])} re-read, {lv['frozen_chunks']} chunks copied while frozen",
+            f"{render.count(lv['passes'], 'pass', 'passes')}, {render.size(lv['reread_bytes'])} re-read, "
+            f"{render.count(lv['frozen_chunks'], 'chunk')} copied while frozen",
             highlight=False,
         )
     for note in r.notes:

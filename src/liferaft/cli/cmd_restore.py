@@ -48,9 +48,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         render.print_json(r.as_dict())
         return 0
     what = f"partition {r.partition} of {r.snapshot_id[:12]}" if r.partition is not None else r.snapshot_id[:12]
-    read = f"{r.chunks_read} chunks read and compared, " if args.delta else ""
+    read = f"{render.count(r.chunks_read, 'chunk')} read and compared, " if args.delta else ""
     ctx.out.print(
-        f"restored {what} to {r.target}: {render.size(r.size)}; {read}{r.chunks_written} chunks written "
+        f"restored {what} to {r.target}: {render.size(r.size)}; {read}{render.count(r.chunks_written, 'chunk')} written "
         f"({render.size(r.bytes_written)}), {r.zero_chunks} zero, {r.free_chunks} free; {r.seconds:.1f} s"
         + ("; verified: identical to the backup" if r.verified else ""),
         highlight=False,

@@ -28,12 +28,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     else:
         for e in r.errors:
             ctx.out.print(f"error: {e}", highlight=False, markup=False)
-        what = f"{r.snapshots} snapshots, {r.chunks} chunk references"
+        what = f"{render.count(r.snapshots, 'snapshot')}, {render.count(r.chunks, 'chunk reference')}"
         if args.read_data:
-            what += f", {r.packs} packs ({render.size(r.bytes_read)}) read"
-        ctx.out.print(f"{'ok' if r.ok else 'FAILED'}: {what}; {len(r.errors)} errors, {r.seconds:.1f} s", highlight=False)
+            what += f", {render.count(r.packs, 'pack')} ({render.size(r.bytes_read)}) read"
+        errors = render.count(len(r.errors), "error")
+        ctx.out.print(f"{'ok' if r.ok else 'FAILED'}: {what}; {errors}, {r.seconds:.1f} s", highlight=False)
         if r.unreferenced_packs:
-            ctx.out.print(f"{r.unreferenced_packs} packs are left from interrupted backups (not an error)")
+            ctx.out.print(f"{render.count(r.unreferenced_packs, 'pack')} left from interrupted backups (not an error)")
     if not r.ok:
         raise VerifyFailed(f"{len(r.errors)} problems found")
     return 0

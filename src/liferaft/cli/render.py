@@ -1,4 +1,4 @@
-"""Sizes both ways (printing and parsing), the progress bar, tables and JSON."""
+"""Sizes both ways (printing and parsing), counts, the progress bar, tables and JSON."""
 
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ def size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError
+
+
+def count(n: int, noun: str, plural: str | None = None) -> str:
+    """'1 chunk', '2 chunks'."""
+    return f"{n} {noun if n == 1 else plural or noun + 's'}"
 
 
 def parse_size(text: str) -> int:
