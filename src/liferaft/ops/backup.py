@@ -16,7 +16,7 @@ from liferaft.disk.imaging import Plan, Region, chunk_free, make_plan
 from liferaft.errors import Interrupted
 from liferaft.ops.imager import Imager
 from liferaft.ops.live import copy_live, use_tracking
-from liferaft.ops.pipeline import default_workers
+from liferaft.ops.pipeline import default_workers, device_readers
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo.repository import Repository
 from liferaft.source import providers
@@ -78,7 +78,7 @@ def backup(
             src.settle()  # before the used-block map is read, so that the map on disk is current
         plan = make_plan(reader.read_at, reader.info.size, all_blocks)
         workers = workers or default_workers()
-        im = Imager(repo, reader, progress, workers, workers + 2 if reader.direct else workers)
+        im = Imager(repo, reader, progress, workers, device_readers(workers) if reader.direct else workers)
         try:
             live_record: dict[str, Any] = {}
             if src is not None:

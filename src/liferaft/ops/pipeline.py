@@ -27,6 +27,12 @@ def default_workers() -> int:
     return os.cpu_count() or 2
 
 
+def device_readers(workers: int) -> int:
+    """Threads that read ahead from an O_DIRECT device: enough to keep its queue full while the
+    workers compute, and no more than 8 (1 MiB each in flight), whatever the number of cores."""
+    return min(workers + 2, 8)
+
+
 def ordered_map(
     fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, window: int | None = None
 ) -> Generator[R, None, None]:
