@@ -103,7 +103,9 @@ class Imager:
 
         if self.reader.direct:  # reads wait on the device while the workers compute; each read is a copy
             read_ahead = ordered_map(read, jobs, self.readers, window=2 * self.readers)
-            results = ordered_map(ingest, read_ahead, self.workers, window=2 * self.workers)
+            # 14 chunks of slack: the workers go on past a chunk whose compression is slow (its
+            # thread preempted by a busy application) instead of waiting for it to leave the window
+            results = ordered_map(ingest, read_ahead, self.workers, window=self.workers + 14)
         else:  # the kernel reads ahead; a read is this thread's buffer, used at once
             read_ahead = None
             results = ordered_map(lambda job: ingest(read(job)), jobs, self.workers)
