@@ -82,6 +82,15 @@ def live_fs(tmp_path: Path, loopdev: Callable[..., str], mount: Callable[..., Pa
     return make
 
 
+def gpt_disk(loopdev: Callable[..., str], tmp_path: Path, mib: int, parts: list[tuple[int, str]]) -> str:
+    """A GPT disk image on a loop device with its partitions scanned, partition k made with the
+    k-th filesystem of parts ((MiB, filesystem), ...)."""
+    dev = loopdev(gpt_image(tmp_path / "disk.img", mib, [n for n, _ in parts]), partscan=True)
+    for k, (_, fs) in enumerate(parts, 1):
+        make_fs(f"{dev}p{k}", fs)
+    return dev
+
+
 def live_backup(cli: Callable[..., Result], repo: Path, source: str, *extra: str) -> dict[str, object]:
     r = cli("backup", "--json", *extra, source, repo=repo)
     assert r.code == 0, r.err
@@ -132,9 +141,7 @@ def test_single_filesystem_live_with_writers(
 def test_whole_gpt_disk_with_ext4_and_xfs_live(
     cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount, start_writers: Writers
 ) -> None:  # type: ignore[no-untyped-def]
-    dev = loopdev(gpt_image(tmp_path / "disk.img", 720, [330, 340]), partscan=True)
-    make_fs(f"{dev}p1", "ext4")
-    make_fs(f"{dev}p2", "xfs")
+    dev = gpt_disk(loopdev, tmp_path, 720, [(330, "ext4"), (340, "xfs")])
     m1, m2 = mount(f"{dev}p1", tmp_path / "p1"), mount(f"{dev}p2", tmp_path / "p2")
     j1, j2 = start_writers(m1), start_writers(m2)
     res = live_backup(cli, repo, dev)
@@ -231,9 +238,7 @@ def test_hook_failures_leave_the_system_running(cli: Callable[..., Result], repo
 def test_a_filesystem_without_freeze_is_synced_and_noted(
     cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount, start_writers: Writers
 ) -> None:  # type: ignore[no-untyped-def]
-    dev = loopdev(gpt_image(tmp_path / "disk.img", 400, [300, 90]), partscan=True)
-    make_fs(f"{dev}p1", "ext4")
-    make_fs(f"{dev}p2", "ntfs")
+    dev = gpt_disk(loopdev, tmp_path, 400, [(300, "ext4"), (90, "ntfs")])
     m1 = mount(f"{dev}p1", tmp_path / "p1")
     m2 = mount(f"{dev}p2", tmp_path / "p2", "-t", "ntfs-3g")  # FUSE: no freeze
     payload = os.urandom(3 << 20)
@@ -313,8 +318,7 @@ def test_an_image_mounted_only_in_part_is_refused_with_what_to_do(
 def test_a_mountpoint_stands_for_its_filesystems_device(
     cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount
 ) -> None:  # type: ignore[no-untyped-def]
-    dev = loopdev(gpt_image(tmp_path / "disk.img", 200, [150]), partscan=True)
-    make_fs(f"{dev}p1", "ext4")
+    dev = gpt_disk(loopdev, tmp_path, 200, [(150, "ext4")])
     mnt = mount(f"{dev}p1", tmp_path / "root")
     res = live_backup(cli, repo, str(mnt))
     assert res["source"] == f"{dev}p1" and res["size"] == 150 << 20

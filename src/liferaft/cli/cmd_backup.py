@@ -11,6 +11,8 @@ from liferaft.cli.render import BarProgress
 from liferaft.ops.backup import backup
 from liferaft.source.providers.freeze_trace import LiveOptions
 
+DEFAULTS = LiveOptions()
+
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("backup", parents=[common], help="back up a block device or disk image file")
@@ -25,23 +27,34 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     live = p.add_argument_group("live backups (freeze_trace)")
     live.add_argument(
-        "--max-freeze", type=float, default=10.0, metavar="S", help="the watchdog thaws after S seconds in any case (default 10)"
+        "--max-freeze",
+        type=float,
+        default=DEFAULTS.max_freeze,
+        metavar="S",
+        help=f"the watchdog thaws after S seconds in any case (default {DEFAULTS.max_freeze:g})",
     )
     live.add_argument(
         "--pre-freeze", metavar="CMD", help="shell command run just before the freeze; its failure aborts the backup"
     )
     live.add_argument("--post-thaw", metavar="CMD", help="shell command run just after the thaw")
     live.add_argument(
-        "--max-passes", type=int, default=8, metavar="N", help="live copy passes at most before the freeze (default 8)"
+        "--max-passes",
+        type=int,
+        default=DEFAULTS.max_passes,
+        metavar="N",
+        help=f"live copy passes at most before the freeze (default {DEFAULTS.max_passes})",
     )
     live.add_argument(
         "--freeze-memory",
-        default="256M",
         metavar="SIZE",
-        help="at most this much changed data is copied into memory while frozen (default 256M)",
+        help=f"at most this much changed data is copied into memory while frozen (default {DEFAULTS.frozen_memory >> 20}M)",
     )
     live.add_argument(
-        "--trace-buffer", type=int, default=8192, metavar="KB", help="write-trace ring buffer per CPU (default 8192)"
+        "--trace-buffer",
+        type=int,
+        default=DEFAULTS.trace_buffer_kb,
+        metavar="KB",
+        help=f"write-trace ring buffer per CPU (default {DEFAULTS.trace_buffer_kb})",
     )
     p.add_argument("--all-blocks", action="store_true", help="image every byte, free filesystem blocks too (bit-exact)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
@@ -56,7 +69,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             post_thaw=args.post_thaw,
             max_passes=args.max_passes,
             trace_buffer_kb=args.trace_buffer,
-            frozen_memory=render.parse_size(args.freeze_memory),
+            frozen_memory=render.parse_size(args.freeze_memory) if args.freeze_memory else DEFAULTS.frozen_memory,
         )
         bar = BarProgress(ctx.err, not args.quiet)
         r = backup(repo, args.source, args.provider, bar, all_blocks=args.all_blocks, live=options)

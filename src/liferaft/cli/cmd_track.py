@@ -10,6 +10,7 @@ from typing import Any
 
 from liferaft.cli import render
 from liferaft.cli.context import Context
+from liferaft.source.blocktrace import BUFFER_KB
 from liferaft.source.tracking import Tracker, status
 from liferaft.source.usage import source_device, traced_device
 
@@ -18,7 +19,9 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("track", parents=[common], help="track changed blocks of a device between backups (runs until stopped)")
     p.add_argument("source", help="block device (or image file attached to a loop device) to track")
     p.add_argument("--status", action="store_true", help="only report whether a tracker runs for SOURCE, and what it saw")
-    p.add_argument("--trace-buffer", type=int, default=8192, metavar="KB", help="write-trace ring buffer per CPU (default 8192)")
+    p.add_argument(
+        "--trace-buffer", type=int, default=BUFFER_KB, metavar="KB", help=f"write-trace ring buffer per CPU (default {BUFFER_KB})"
+    )
     p.set_defaults(run=run)
 
 

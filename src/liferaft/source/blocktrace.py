@@ -72,10 +72,14 @@ def remove_stale(root: Path) -> None:
                 pass
 
 
+BUFFER_KB = 8192
+"""The ring buffer per CPU, by default: room for bursts between two drains."""
+
+
 class BlockTrace:
     """Writes to one device, as (first byte, length) ranges relative to that device."""
 
-    def __init__(self, dev: str, buffer_kb: int = 8192) -> None:
+    def __init__(self, dev: str, buffer_kb: int = BUFFER_KB) -> None:
         self.dev = dev
         # completions: every write is seen once it has landed (request-based disks)
         major, minor, self._start, self._sectors, self.completions = _disk_of(dev)

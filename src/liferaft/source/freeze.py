@@ -27,6 +27,8 @@ __all__ = ["FIFREEZE", "FITHAW", "Window", "frozen", "thaw"]
 
 FIFREEZE = 0xC0045877
 WATCHDOG = watchdog.__file__
+MAX_FREEZE_S = 10.0
+"""The watchdog's bound on a freeze, by default."""
 
 
 @dataclass
@@ -41,7 +43,7 @@ class Window:
 
 
 @contextmanager
-def frozen(mountpoints: list[str], max_freeze: float = 10.0, allow_unsupported: bool = False) -> Iterator[Window]:
+def frozen(mountpoints: list[str], max_freeze: float = MAX_FREEZE_S, allow_unsupported: bool = False) -> Iterator[Window]:
     """Freeze mountpoints together for the body of the with-block; the body must not write to
     them. Raises FreezeFailed (nothing frozen) or, on exit, FreezeExpired if the watchdog had to
     thaw. With allow_unsupported, a filesystem that has no freeze at all is left running and

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liferaft.errors import SourceUnreadable, UsageError
-from liferaft.source.blocktrace import BlockTrace
+from liferaft.source.blocktrace import BUFFER_KB, BlockTrace
 from liferaft.source.device import size_of
 
 RUN_DIR = Path("/run/liferaft")
@@ -72,7 +72,7 @@ class Since:
 class Tracker:
     """The long-running side: trace, epoch map, socket server."""
 
-    def __init__(self, device: str, buffer_kb: int = 8192) -> None:
+    def __init__(self, device: str, buffer_kb: int = BUFFER_KB) -> None:
         self.device = device
         if _ask(device, {"op": "hello"}) is not None:
             raise UsageError(f"a change tracker already runs for {device} (see {state_path(device)})")

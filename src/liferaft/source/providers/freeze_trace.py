@@ -22,9 +22,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from liferaft.errors import HookFailed, SourceUnreadable, UsageError
-from liferaft.source.blocktrace import BlockTrace
+from liferaft.source.blocktrace import BUFFER_KB, BlockTrace
 from liferaft.source.device import SourceReader
-from liferaft.source.freeze import Window, frozen
+from liferaft.source.freeze import MAX_FREEZE_S, Window, frozen
 from liferaft.source.usage import Mounted, mounted_filesystems, traced_device
 
 DRAIN_EVERY_S = 0.05
@@ -64,11 +64,11 @@ class Taken:
 
 @dataclass
 class LiveOptions:
-    max_freeze: float = 10.0
+    max_freeze: float = MAX_FREEZE_S
     """The watchdog's bound on the freeze window, in seconds."""
     pre_freeze: str | None = None
     post_thaw: str | None = None
-    trace_buffer_kb: int = 8192
+    trace_buffer_kb: int = BUFFER_KB
     """Ring buffer per CPU."""
     max_passes: int = 8
     """Live re-copy passes before the final frozen one."""
