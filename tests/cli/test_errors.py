@@ -150,24 +150,77 @@ def test_repository_disk_full(cli: Callable[..., Result], tmp_path: Path, loopde
     assert cli("verify", "--read-data", repo=repo).code == 0
 
 
-def test_interrupted_backup_exits_130_and_commits_nothing(repo: Path, tmp_path: Path) -> None:
-    src = tmp_path / "big.img"
-    src.write_bytes(os.urandom(256 << 20))
+def _interrupt_when(repo: Path, started: Callable[[], bool], *args: str) -> str:
+    """Run liferaft with args, send SIGINT as soon as started() holds; its stderr (exit 130)."""
     env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
-    p = subprocess.Popen(
-        [PYTHON, "-m", "liferaft", "backup", "--repo", str(repo), str(src)], env=env, stderr=subprocess.PIPE, text=True
-    )
+    p = subprocess.Popen([PYTHON, "-m", "liferaft", *args, "--repo", str(repo)], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
-    packs = repo / "packs"
-    while not (packs.exists() and any(f.is_file() for f in packs.rglob("*"))):
-        assert p.poll() is None and time.monotonic() < deadline, "the backup ended before it could be interrupted"
+    while not started():
+        assert p.poll() is None and time.monotonic() < deadline, "the command ended before it could be interrupted"
         time.sleep(0.01)
-    p.send_signal(signal.SIGINT)  # midway: the first pack is written, the rest is not
+    p.send_signal(signal.SIGINT)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
     assert "interrupted" in err and "consistent" in err
+    return err
+
+
+def test_interrupted_backup_exits_130_and_commits_nothing(repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "big.img"
+    src.write_bytes(os.urandom(256 << 20))
+    packs = repo / "packs"
+    # midway: the first pack is written, the rest is not
+    _interrupt_when(repo, lambda: packs.exists() and any(f.is_file() for f in packs.rglob("*")), "backup", str(src))
     assert not list((repo / "snapshots").glob("*")) if (repo / "snapshots").exists() else True
+    env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
     check = subprocess.run(
         [PYTHON, "-m", "liferaft", "verify", "--read-data", "--repo", str(repo)], env=env, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_restore_replaces_a_file_only_when_complete(cli: Callable[..., Result], repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "big.img"
+    src.write_bytes(os.urandom(256 << 20))
+    assert cli("backup", str(src), repo=repo).code == 0
+    old = tmp_path / "old.img"
+    old.write_bytes(b"yesterday's image")
+    os.chmod(old, 0o640)
+    os.chown(old, 65534, 0)
+    link = tmp_path / "link.img"
+    link.symlink_to(old.name)
+    partial = tmp_path / "old.img.liferaft-partial"
+
+    def writing() -> bool:
+        return partial.exists() and partial.stat().st_blocks * 512 > 16 << 20
+
+    err = _interrupt_when(repo, writing, "restore", "--force", "latest", str(link))
+    assert "partial image was removed" in err and "as it was" in err
+    assert old.read_bytes() == b"yesterday's image" and not partial.exists()
+    # a new file: nothing is left under its name
+    new = tmp_path / "new.img"
+    err = _interrupt_when(repo, lambda: (tmp_path / "new.img.liferaft-partial").exists(), "restore", "latest", str(new))
+    assert "was not created" in err and not list(tmp_path.glob("new.img*"))
+    # complete: the file the link names is replaced, its owner and mode kept
+    assert cli("restore", "--force", "latest", str(link), repo=repo).code == 0
+    assert link.is_symlink() and old.read_bytes() == src.read_bytes() and not partial.exists()
+    st = old.stat()
+    assert (st.st_uid, st.st_mode & 0o777) == (65534, 0o640)
+
+
+def test_a_restore_onto_a_full_disk_keeps_the_old_file(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount
+) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "big.img"
+    src.write_bytes(os.urandom(64 << 20))
+    assert cli("backup", str(src), repo=repo).code == 0
+    fs = tmp_path / "fs.img"
+    sh("truncate", "-s", "48M", str(fs))
+    dev = loopdev(fs)
+    sh("mkfs.ext4", "-q", "-F", "-m", "0", dev)
+    mnt = mount(dev, tmp_path / "small")
+    old = mnt / "disk.img"
+    old.write_bytes(b"the only copy")
+    r = cli("restore", "--force", "latest", str(old), repo=repo)
+    assert r.code == 40 and "full" in r.err and str(old) in r.err
+    assert old.read_bytes() == b"the only copy" and [p.name for p in mnt.iterdir() if p.name != "lost+found"] == ["disk.img"]

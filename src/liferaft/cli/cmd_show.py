@@ -31,7 +31,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             value = f"{render.size(value)} ({value} bytes)"
         ctx.out.print(f"{key:>17}  {value}", highlight=False)
     for key, value in sorted(stats.items()):
-        if key.endswith("bytes"):
+        if "bytes" in key.split("_"):  # new_bytes, bytes_read, ...
             value = render.size(value)
         elif key == "frozen_at":  # the instant a live image stands for
             value = datetime.fromtimestamp(value, UTC).strftime("%Y-%m-%d %H:%M:%S.%f UTC")

@@ -39,5 +39,5 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             for r in rows
         ],
     )
-    ctx.out.print(f"{len(rows)} snapshots")
+    ctx.out.print(render.count(len(rows), "snapshot"))
     return 0

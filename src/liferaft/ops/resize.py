@@ -10,6 +10,7 @@ filesystem is refused before anything is written, naming the minimum size.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 import subprocess
@@ -18,13 +19,13 @@ import time
 from pathlib import Path
 
 from liferaft.disk.relayout import fit
-from liferaft.errors import ResizeFailed, TargetExists, TargetTooSmall, UsageError
+from liferaft.errors import ResizeFailed, TargetTooSmall, UsageError
 from liferaft.format.snapshot import Snapshot
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.ops.restore import RestoreResult, _write, restore
 from liferaft.repo.repository import Repository
 from liferaft.source.loop import loop_device
-from liferaft.source.target import TargetWriter
+from liferaft.source.target import TargetWriter, staged
 
 ALIGN = 1 << 20
 RESIZABLE = ("ext2", "ext3", "ext4", "ntfs")
@@ -117,20 +118,29 @@ def restore_resized(
     new = _target_size(target, size)
     if new == snap.size:
         return restore(repo, sid, target, force=force, verify=verify, progress=progress)
-    if new > snap.size and not grow and snap.layout.get("table") not in ("gpt", "mbr"):
-        r = restore(repo, sid, target, force=True, verify=verify, progress=progress)  # a bare image: into the start
-        if not Path(target).is_block_device():
+    if verify and (grow or new < snap.size or snap.layout.get("table") in ("gpt", "mbr")):
+        # the table (and perhaps a filesystem) is rewritten: chunks no longer match
+        raise UsageError("--verify checks a restore of the same size; check a resized disk with its filesystems' fsck")
+    with staged(target, force) as path:
+        r = _resized(repo, sid, snap, path, new, grow, shrink, progress, staging, verify, started)
+    return dataclasses.replace(r, target=target)
+
+
+def _resized(
+    repo: Repository, sid: str, snap: Snapshot, target: str, new: int, grow: bool, shrink: bool, progress: Progress,
+    staging: str | None, verify: bool, started: float,
+) -> RestoreResult:  # fmt: skip
+    """restore_resized into target, a device or a file of this restore's own."""
+    is_device = Path(target).is_block_device()
+    if new > snap.size and not grow and snap.layout.get("table") not in ("gpt", "mbr"):  # a bare image: into the start
+        r = restore(repo, sid, target, force=True, verify=verify, progress=progress, in_place=True)
+        if not is_device:
             os.truncate(target, new)
         return r
-    if verify:  # the table (and perhaps a filesystem) is rewritten: chunks no longer match
-        raise UsageError("--verify checks a restore of the same size; check a resized disk with its filesystems' fsck")
     number, start, end, fs = _last(snap)
     tail = _tail(snap)
-    is_device = Path(target).is_block_device()
-    if Path(target).exists() and not is_device and not force:
-        raise TargetExists(path=target)
     if new > snap.size:
-        r = restore(repo, sid, target, force=True, progress=progress)
+        r = restore(repo, sid, target, force=True, progress=progress, in_place=True)
         if not is_device:
             os.truncate(target, new)  # the new space, as a hole
         last_end = (new - tail) // ALIGN * ALIGN if grow else None
@@ -145,7 +155,7 @@ def restore_resized(
     last_end = (new - tail) // ALIGN * ALIGN
     with tempfile.TemporaryDirectory(prefix="liferaft-shrink-", dir=staging) as tmp:
         stage = os.path.join(tmp, "partition.img")
-        restore(repo, sid, stage, partition=number, progress=progress)
+        restore(repo, sid, stage, partition=number, progress=progress, in_place=True)
         with loop_device(stage, 0, end - start) as dev:
             minimum = start + -(-_min_size(dev, fs) // ALIGN) * ALIGN + tail
             if new < minimum:  # refused before anything is written to the target

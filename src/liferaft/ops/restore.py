@@ -11,6 +11,7 @@ checks every chunk against the snapshot (free chunks excepted: their content is 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,7 +23,7 @@ from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo.index import ChunkIndex
 from liferaft.repo.repository import Repository
 from liferaft.source.device import SourceReader
-from liferaft.source.target import TargetWriter, changed_runs
+from liferaft.source.target import TargetWriter, changed_runs, staged
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,7 +75,10 @@ def restore(
     partition: int | None = None,
     discard: bool = False,
     delta: bool = False,
+    in_place: bool = False,
 ) -> RestoreResult:
+    """in_place: write target as it is named, unstaged (the caller stages it); a delta restore
+    always writes in place, into what the target holds."""
     progress = progress or NoProgress()
     started = time.monotonic()
     sid = repo.resolve(name)
@@ -82,12 +86,13 @@ def restore(
     lo, hi = (0, snap.size) if partition is None else partition_range(snap, partition)
     index = repo.open_index()
     try:
-        writer = TargetWriter(target, hi - lo, force, existing=delta)
-        stats = _write(repo, snap, index, writer, lo, hi, progress, workers, discard, delta)
-        if verify:
-            bad = _verify(repo, snap, index, target, lo, hi, progress, workers)
-            if bad:
-                raise VerifyFailed(f"{bad} chunks of {target} differ from the backup")
+        with nullcontext(target) if delta or in_place else staged(target, force) as path:
+            writer = TargetWriter(path, hi - lo, force or path != target, existing=delta)
+            stats = _write(repo, snap, index, writer, lo, hi, progress, workers, discard, delta)
+            if verify:
+                bad = _verify(repo, snap, index, path, lo, hi, progress, workers)
+                if bad:
+                    raise VerifyFailed(f"{bad} chunks of the restored image differ from the backup")
     finally:
         index.close()
     return RestoreResult(

@@ -5,7 +5,11 @@ small, or (without force) larger or existing.
 Aligned chunks are written with O_DIRECT from a page-aligned per-thread buffer: copying every
 restored byte into the page cache and writing it back later cost more than all the decryption and
 decompression together. Unaligned pieces (a short last chunk) go through a buffered descriptor.
-Writes are os.pwrite, which releases the GIL."""
+Writes are os.pwrite, which releases the GIL.
+
+A new image file is built under a partial name beside the target and renamed onto it only once
+complete and flushed (``staged``): an interrupted or failed restore never leaves a half image
+under the target's name, and a file being replaced (``--force``) stays whole until then."""
 
 from __future__ import annotations
 
@@ -16,8 +20,10 @@ import os
 import stat
 import struct
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
 
-from liferaft.errors import TargetError, TargetExists, TargetInUse, TargetLarger, TargetTooSmall
+from liferaft.errors import Interrupted, LiferaftError, TargetError, TargetExists, TargetInUse, TargetLarger, TargetTooSmall
 from liferaft.source.device import size_of
 from liferaft.source.usage import in_use
 
@@ -28,6 +34,54 @@ DIRECT_ALIGN = 4096
 
 
 BLOCK = 4096
+PARTIAL = ".liferaft-partial"
+"""Suffix of the file a restore builds beside its target file."""
+
+
+@contextmanager
+def staged(target: str, force: bool) -> Iterator[str]:
+    """The path to restore target through: target itself for a block device; for an image file,
+    TARGET.liferaft-partial in the same folder, renamed onto target (mode and owner of the file
+    it replaces kept) when the body completes, and removed when it fails. Refuses an existing
+    file without force, and anything that is neither a file nor a device, before any writing."""
+    try:
+        st: os.stat_result | None = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise TargetError(path=target, detail=exc.strerror or str(exc)) from None
+    if st is not None and stat.S_ISBLK(st.st_mode):
+        yield target
+        return
+    real = os.path.realpath(target)  # a symlink to an image: replace the file it points to
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        raise TargetError(path=target, detail="not a regular file or block device")
+    if st is not None and not force:
+        raise TargetExists(path=target)
+    folder = os.path.dirname(real)
+    if not os.path.isdir(folder):
+        raise TargetError(path=target, detail=f"no such folder {folder}")
+    partial = real + PARTIAL
+    try:
+        yield partial
+        if st is not None:
+            os.chown(partial, st.st_uid, st.st_gid)
+            os.chmod(partial, stat.S_IMODE(st.st_mode))
+        os.rename(partial, real)
+        dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            os.fsync(dfd)  # the rename itself is durable
+        finally:
+            os.close(dfd)
+    except BaseException as exc:
+        with suppress(FileNotFoundError):
+            os.unlink(partial)
+        before = "is as it was" if st is not None else "was not created"
+        if isinstance(exc, Interrupted | KeyboardInterrupt):
+            raise Interrupted(f"the partial image was removed; {target} {before}") from None
+        if isinstance(exc, LiferaftError) and exc.fields.get("path") == partial:
+            exc.fields["path"] = target  # messages name the file the user gave
+        raise
 
 
 def changed_runs(data: bytes, old: bytes | bytearray | None = None) -> list[tuple[int, int]]:
