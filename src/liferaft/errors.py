@@ -169,6 +169,12 @@ class FreezeFailed(LiferaftError):
     exit_code = 60
 
 
+class FreezeBusy(FreezeFailed):
+    """{mountpoint} was frozen by another program (another backup, or 'fsfreeze -f') and stayed frozen for {waited} s: the system was left running and no snapshot was saved; run again once it is thawed ('fsfreeze -u {mountpoint}' thaws it)"""
+
+    exit_code = 64
+
+
 class FreezeExpired(LiferaftError):
     """the freeze lasted longer than {bound} s, so the watchdog thawed the filesystems: the copy taken in that window is not trusted; run again (or raise --max-freeze)"""
 

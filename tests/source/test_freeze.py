@@ -1,16 +1,19 @@
 """Freezing a real mounted ext4 under the watchdog: writers wait during the window and go on
-after it; a hang or a kill -9 of the freezing process is thawed by the watchdog within the bound."""
+after it; a hang or a kill -9 of the freezing process is thawed by the watchdog within the bound;
+a filesystem frozen by another program is waited for, then refused."""
 
 from __future__ import annotations
 
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from liferaft.errors import FreezeExpired, FreezeFailed
+from liferaft.errors import FreezeBusy, FreezeExpired, FreezeFailed
+from liferaft.source import freeze
 from liferaft.source.freeze import frozen, thaw
 from tests.conftest import PYTHON, sh
 
@@ -73,3 +76,32 @@ def test_freezing_something_that_cannot_be_frozen_leaves_nothing_frozen(ext4: Pa
         pass  # pragma: no cover - never reached
     w = writer(ext4)
     assert w.wait(timeout=10) == 0  # the first filesystem was thawed again
+
+
+def test_a_filesystem_frozen_by_another_program_is_waited_for(ext4: Path) -> None:
+    sh("fsfreeze", "-f", str(ext4))  # as another backup of the same filesystem would
+    thawer = threading.Timer(0.5, sh, ("fsfreeze", "-u", str(ext4)))
+    thawer.start()
+    try:
+        started = time.monotonic()
+        with frozen([str(ext4)], max_freeze=10) as window:
+            w = writer(ext4)
+            time.sleep(0.2)
+            assert w.poll() is None  # frozen by us now
+        assert window.started - started >= 0.4  # our window began after the other program's ended
+        assert window.seconds < 2
+        assert w.wait(timeout=10) == 0
+    finally:
+        thawer.join()
+
+
+def test_a_filesystem_that_stays_frozen_by_another_program_is_refused(ext4: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(freeze, "BUSY_SLACK_S", 0.5)
+    sh("fsfreeze", "-f", str(ext4))
+    started = time.monotonic()
+    busy = pytest.raises(FreezeBusy, match=f"{ext4} was frozen by another program.*fsfreeze -u")
+    with busy, frozen([str(ext4)], max_freeze=0.5):
+        pass  # pragma: no cover - never reached
+    assert 0.9 < time.monotonic() - started < 5
+    sh("fsfreeze", "-u", str(ext4))  # ours to undo: liferaft never thaws what it did not freeze
+    assert writer(ext4).wait(timeout=10) == 0

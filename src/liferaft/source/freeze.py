@@ -16,10 +16,10 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
-from liferaft.errors import FreezeExpired, FreezeFailed
+from liferaft.errors import FreezeBusy, FreezeExpired, FreezeFailed
 from liferaft.source import watchdog
 from liferaft.source.watchdog import FITHAW, thaw
 
@@ -29,6 +29,9 @@ FIFREEZE = 0xC0045877
 WATCHDOG = watchdog.__file__
 MAX_FREEZE_S = 10.0
 """The watchdog's bound on a freeze, by default."""
+BUSY_SLACK_S = 5.0
+"""How much longer than its own bound a freeze waits for a filesystem frozen by someone else."""
+BUSY_POLL_S = 0.1
 
 
 @dataclass
@@ -47,7 +50,33 @@ def frozen(mountpoints: list[str], max_freeze: float = MAX_FREEZE_S, allow_unsup
     """Freeze mountpoints together for the body of the with-block; the body must not write to
     them. Raises FreezeFailed (nothing frozen) or, on exit, FreezeExpired if the watchdog had to
     thaw. With allow_unsupported, a filesystem that has no freeze at all is left running and
-    listed in the window's ``unsupported``."""
+    listed in the window's ``unsupported``.
+
+    A filesystem that another program holds frozen (FIFREEZE gives EBUSY: another backup of the
+    same filesystem, say) is waited for, with nothing of ours frozen meanwhile: up to max_freeze
+    + BUSY_SLACK_S (another liferaft thaws within its own bound), then FreezeBusy."""
+    deadline = time.monotonic() + max_freeze + BUSY_SLACK_S
+    with ExitStack() as stack:
+        while True:
+            try:
+                window = stack.enter_context(_frozen_once(mountpoints, max_freeze, allow_unsupported))
+                break
+            except _Busy as busy:
+                if time.monotonic() >= deadline:
+                    waited = round(max_freeze + BUSY_SLACK_S)
+                    raise FreezeBusy(mountpoint=busy.mountpoint, waited=waited) from None
+                time.sleep(BUSY_POLL_S)
+        yield window
+
+
+class _Busy(Exception):
+    def __init__(self, mountpoint: str) -> None:
+        self.mountpoint = mountpoint
+
+
+@contextmanager
+def _frozen_once(mountpoints: list[str], max_freeze: float, allow_unsupported: bool) -> Iterator[Window]:
+    """One attempt of ``frozen``; raises _Busy (after thawing what it froze) on EBUSY."""
     dog = subprocess.Popen(
         [sys.executable, "-I", "-S", "-B", WATCHDOG, str(max_freeze), *mountpoints],
         stdin=subprocess.PIPE,
@@ -75,6 +104,8 @@ def frozen(mountpoints: list[str], max_freeze: float = MAX_FREEZE_S, allow_unsup
                 if allow_unsupported and exc.errno in (errno.EOPNOTSUPP, errno.ENOTTY):
                     window.unsupported.append(mp)
                     continue
+                if exc.errno == errno.EBUSY:
+                    raise _Busy(mp) from None
                 raise FreezeFailed(f"{mp} ({exc.strerror})") from None
         yield window
     finally:
