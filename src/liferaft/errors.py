@@ -76,6 +76,12 @@ class AmbiguousSnapshot(LiferaftError):
     exit_code = 16
 
 
+class AmbiguousLatest(LiferaftError):
+    """'latest' is ambiguous: the repository holds snapshots of {count} sources ({sources}); choose one with --source (and --host), or name a snapshot by its id"""
+
+    exit_code = 19
+
+
 class CorruptRepository(LiferaftError):
     """the repository is damaged: {detail}; run 'liferaft verify --read-data' to see everything affected"""
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -85,3 +86,31 @@ def test_damaged_pack_is_found_by_verify_and_refused_by_restore(cli: Callable[..
     pack.unlink()
     r = cli("verify", repo=repo)
     assert r.code == 50 and "missing" in r.out
+
+
+def test_latest_is_chosen_per_source(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    data_a, data_b = write_image(a, 3 << 20, seed=1), write_image(b, 2 << 20, seed=2)
+    monkeypatch.chdir(tmp_path)
+    assert cli("backup", "a.img", repo=repo).code == 0  # relative: recorded as the absolute path
+    assert cli("backup", str(b), repo=repo).code == 0
+    out = tmp_path / "out.img"
+    # two sources: 'latest' alone could restore the wrong disk, so it is refused, naming both
+    for cmd in (("restore", "latest", str(out)), ("show", "latest"), ("verify", "latest")):
+        r = cli(*cmd, repo=repo)
+        assert r.code == 19 and f"{a}" in r.err and f"{b}" in r.err and "--source" in r.err, cmd
+    assert not out.exists()
+    assert cli("restore", "latest", str(out), "--source", "a.img", "--verify", repo=repo).code == 0
+    assert out.read_bytes() == data_a
+    assert cli("restore", "latest", str(out), "--force", "--source", str(b), "--host", os.uname().nodename, repo=repo).code == 0
+    assert out.read_bytes() == data_b
+    listing = json.loads(cli("snapshots", "--json", "--source", str(a), repo=repo).out)
+    assert [s["source"] for s in listing] == [str(a)]
+    assert json.loads(cli("show", "latest", "--json", "--source", str(b), repo=repo).out)["source"] == str(b)
+    # an id names one snapshot whatever the sources; a selection it does not match is refused
+    assert cli("show", listing[0]["id"][:8], repo=repo).code == 0
+    r = cli("show", listing[0]["id"][:8], "--source", str(b), repo=repo)
+    assert r.code == 15 and "--source" in r.err
+    assert cli("restore", "latest", str(out), "--force", "--host", "elsewhere", repo=repo).code == 15

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from liferaft.cli import render
-from liferaft.cli.context import Context
+from liferaft.cli.context import Context, add_selection
 from liferaft.cli.render import BarProgress
 from liferaft.ops.resize import restore_resized
 from liferaft.ops.restore import restore
@@ -17,6 +17,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("restore", parents=[common], help="restore a snapshot to an image file or block device")
     p.add_argument("snapshot", help="'latest' or a snapshot id prefix")
     p.add_argument("target", help="image file (created sparse) or block device (not mounted)")
+    add_selection(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing file; restore into the start of a larger device")
     p.add_argument("--verify", action="store_true", help="read the target back and check it against the backup's image digest")
     p.add_argument("--partition", type=int, metavar="N", help="restore only partition N (see 'liferaft show')")
@@ -33,15 +34,14 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.open() as repo:
         bar = BarProgress(ctx.err, not args.quiet)
+        sid = ctx.snapshot(repo, args.snapshot)
         resized = args.grow or args.shrink or args.size or (args.force and Path(args.target).is_block_device())
         if resized and args.partition is None and not args.delta:
             size = render.parse_size(args.size) if args.size else None
-            r = restore_resized(
-                repo, args.snapshot, args.target, size, args.grow, args.shrink, args.force, bar, args.staging, args.verify
-            )
+            r = restore_resized(repo, sid, args.target, size, args.grow, args.shrink, args.force, bar, args.staging, args.verify)
         else:
             r = restore(
-                repo, args.snapshot, args.target, args.force, args.verify, bar,
+                repo, sid, args.target, args.force, args.verify, bar,
                 partition=args.partition, discard=args.discard, delta=args.delta,
             )  # fmt: skip
     if ctx.json:

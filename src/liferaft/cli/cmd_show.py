@@ -7,20 +7,21 @@ from datetime import UTC, datetime
 from typing import Any
 
 from liferaft.cli import render
-from liferaft.cli.context import Context
+from liferaft.cli.context import Context, add_selection
 from liferaft.ops.snapshots import show
 
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("show", parents=[common], help="show one snapshot ('latest' or an id prefix)")
-    p.add_argument("snapshot")
+    p.add_argument("snapshot", help="'latest' or a snapshot id prefix")
+    add_selection(p)
     p.add_argument("--json", action="store_true", help="print it as JSON")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.open() as repo:
-        info = show(repo, args.snapshot)
+        info = show(repo, ctx.snapshot(repo, args.snapshot))
     if ctx.json:
         render.print_json(info)
         return 0

@@ -6,19 +6,20 @@ import argparse
 from typing import Any
 
 from liferaft.cli import render
-from liferaft.cli.context import Context
+from liferaft.cli.context import Context, add_selection
 from liferaft.ops.snapshots import list_snapshots
 
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("snapshots", parents=[common], help="list snapshots, oldest first")
+    add_selection(p)
     p.add_argument("--json", action="store_true", help="print them as JSON")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.open() as repo:
-        rows = list_snapshots(repo)
+        rows = list_snapshots(repo, ctx.selection)
     if ctx.json:
         render.print_json([r.as_dict() for r in rows])
         return 0

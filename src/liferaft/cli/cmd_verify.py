@@ -6,15 +6,16 @@ import argparse
 from typing import Any
 
 from liferaft.cli import render
-from liferaft.cli.context import Context
+from liferaft.cli.context import Context, add_selection
 from liferaft.cli.render import BarProgress
-from liferaft.errors import VerifyFailed
+from liferaft.errors import UsageError, VerifyFailed
 from liferaft.ops.verify import verify
 
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("verify", parents=[common], help="check snapshots, index and packs")
     p.add_argument("snapshot", nargs="?", help="only this snapshot's structure (default: all)")
+    add_selection(p)
     p.add_argument("--read-data", action="store_true", help="also read every pack: decrypt every blob and recompute its id")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
@@ -22,7 +23,12 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.open() as repo:
-        r = verify(repo, args.snapshot, args.read_data, BarProgress(ctx.err, not args.quiet))
+        if str(ctx.selection) and not args.snapshot:
+            raise UsageError(
+                "--source and --host choose what a snapshot name means: name one ('latest'), or drop them to verify all"
+            )
+        name = ctx.snapshot(repo, args.snapshot) if args.snapshot else None
+        r = verify(repo, name, args.read_data, BarProgress(ctx.err, not args.quiet))
     if ctx.json:
         render.print_json(r.as_dict())
     else:

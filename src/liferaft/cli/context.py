@@ -12,8 +12,16 @@ from pathlib import Path
 from rich.console import Console
 
 from liferaft.errors import NoPassword, UsageError
+from liferaft.format import SnapshotId
 from liferaft.ops.repository import Defaults, open_default, open_repository
+from liferaft.ops.snapshots import Selection, select
 from liferaft.repo.repository import Repository
+
+
+def add_selection(p: argparse.ArgumentParser) -> None:
+    """--source and --host: which snapshots 'latest' (or a listing) means."""
+    p.add_argument("--source", metavar="PATH", help="only snapshots of this device or image file")
+    p.add_argument("--host", metavar="NAME", help="only snapshots taken on this host")
 
 
 @dataclass
@@ -30,6 +38,14 @@ class Context:
     @property
     def location(self) -> str | None:
         return self.args.repo or os.environ.get("LIFERAFT_REPO") or None
+
+    @property
+    def selection(self) -> Selection:
+        return Selection(getattr(self.args, "source", None), getattr(self.args, "host", None))
+
+    def snapshot(self, repo: Repository, name: str) -> SnapshotId:
+        """The snapshot id that name ('latest' or an id prefix) stands for, under --source/--host."""
+        return select(repo, name, self.selection)
 
     def password(self, prompt: str = "repository password: ", confirm: bool = False) -> bytes | None:
         """From --password-file, LIFERAFT_PASSWORD, or a prompt on a terminal; None if none."""

@@ -8,6 +8,7 @@ dedup). The chunk map is written as deduplicated metadata pieces, then the snaps
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -63,6 +64,7 @@ def backup(
     started = time.monotonic()
     options = live or LiveOptions()
     source, note = source_device(source)
+    source = os.path.abspath(source)  # as the snapshot records it: --source finds it from any folder
     if note:
         options.notes.append(note)
     name = providers.choose(source) if provider == "auto" else provider

@@ -1,12 +1,60 @@
-"""Listing snapshots and showing one."""
+"""Listing snapshots, choosing one, and showing one.
+
+One repository often holds the disks of several machines (they deduplicate against each other), so
+'latest' alone is refused when it could mean more than one source: restoring another machine's disk
+is the worst surprise a restore can hold. A ``Selection`` (source and/or host) narrows it.
+"""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any
 
+from liferaft.errors import AmbiguousLatest, SnapshotNotFound
+from liferaft.format import SnapshotId
 from liferaft.format.snapshot import Snapshot
 from liferaft.repo.repository import Repository
+
+
+@dataclass(frozen=True, slots=True)
+class Selection:
+    """The snapshots of one source (as given to backup: a device, or an image file's path, also
+    relative to the current folder) and/or one host; None: any."""
+
+    source: str | None = None
+    host: str | None = None
+
+    def matches(self, snap: Snapshot) -> bool:
+        if self.host is not None and snap.hostname != self.host:
+            return False
+        if self.source is not None:
+            return snap.source in {self.source, os.path.abspath(self.source), os.path.realpath(self.source)}
+        return True
+
+    def __str__(self) -> str:
+        given = [f"--source {self.source}"] * (self.source is not None) + [f"--host {self.host}"] * (self.host is not None)
+        return " ".join(given)
+
+
+def select(repo: Repository, name: str, where: Selection = Selection()) -> SnapshotId:
+    """The snapshot name stands for: an id prefix, or 'latest' of the snapshots where selects,
+    which must all be of one source on one host."""
+    shown = f"{name} {where}".strip()
+    if name != "latest":
+        sid = repo.resolve(name)
+        if str(where) and not where.matches(repo.load_snapshot(sid)):
+            raise SnapshotNotFound(name=shown)
+        return sid
+    found = [(sid, snap) for sid, snap in repo.snapshots() if where.matches(snap)]
+    if not found:
+        raise SnapshotNotFound(name=shown)
+    sources = sorted({(snap.hostname, snap.source) for _, snap in found})
+    if len(sources) > 1:
+        names = [f"{host}:{source}" for host, source in sources]
+        listed = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
+        raise AmbiguousLatest(count=len(sources), sources=listed)
+    return found[-1][0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +81,8 @@ class SnapshotRow:
         }
 
 
-def list_snapshots(repo: Repository) -> list[SnapshotRow]:
-    return [_row(sid, snap) for sid, snap in repo.snapshots()]
+def list_snapshots(repo: Repository, where: Selection = Selection()) -> list[SnapshotRow]:
+    return [_row(sid, snap) for sid, snap in repo.snapshots() if where.matches(snap)]
 
 
 def _row(sid: str, snap: Snapshot) -> SnapshotRow:
