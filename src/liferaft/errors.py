@@ -118,6 +118,12 @@ class StoreTransient(StoreError):
     exit_code = 23
 
 
+class CacheUnwritable(LiferaftError):
+    """cannot write the local index cache in {path} nor in a temporary folder ({detail}): free space there, or point XDG_CACHE_HOME (or TMPDIR) at a writable folder"""
+
+    exit_code = 24
+
+
 # --- source -------------------------------------------------------------------------------------
 class SourceUnreadable(LiferaftError):
     """cannot read the source {path}: {detail}"""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
@@ -114,3 +115,24 @@ def test_latest_is_chosen_per_source(
     r = cli("show", listing[0]["id"][:8], "--source", str(b), repo=repo)
     assert r.code == 15 and "--source" in r.err
     assert cli("restore", "latest", str(out), "--force", "--host", "elsewhere", repo=repo).code == 15
+
+
+def test_an_unwritable_cache_falls_back_to_a_temporary_one(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = tmp_path / "disk.img"
+    data = write_image(src, 3 << 20)
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker / "cache"))  # as a read-only home in a rescue system
+    assert cli("backup", str(src), repo=repo).code == 0
+    out = tmp_path / "out.img"
+    r = cli("restore", "latest", str(out), "--verify", repo=repo)
+    assert r.code == 0, r.err
+    assert out.read_bytes() == data
+    assert not list(Path(tempfile.gettempdir()).glob("liferaft-index-*"))  # the temporary cache is gone
+    # nowhere to write at all: a clear error, nothing half done
+    monkeypatch.setattr(tempfile, "tempdir", str(blocker / "tmp"))
+    r = cli("restore", "latest", str(tmp_path / "again.img"), repo=repo)
+    assert r.code == 24 and "XDG_CACHE_HOME" in r.err and str(blocker / "cache") in r.err
+    assert not (tmp_path / "again.img").exists()

@@ -3,7 +3,9 @@
 Lookups are a binary search over fixed-size records in the mapping, so memory does not grow with
 the number of chunks (no dict of every chunk). The cache records which index deltas it holds; new
 deltas are merged in as a stream, and a delta that disappeared (compaction) forces a rebuild. The
-store's deltas are always the truth: the cache can be deleted at any time.
+store's deltas are always the truth: the cache can be deleted at any time. Where it cannot be
+written (a read-only home in a rescue system, a full disk), a private temporary cache serves the
+run instead, rebuilt from the deltas.
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import bisect
 import heapq
 import mmap
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 from liferaft.crypto.aead import AuthenticationFailed, Opener
-from liferaft.errors import CorruptRepository
+from liferaft.errors import CacheUnwritable, CorruptRepository
 from liferaft.format import CACHE_MAGIC, ID_SIZE, INDEX_MAGIC, ChunkId, FormatError, PackId
 from liferaft.format import index as fmt
 from liferaft.repo import names
@@ -117,7 +120,25 @@ def _write_cache(path: Path, rows: Iterator[Row]) -> None:
 
 
 def open_index(store: Store, opener: Opener, cache_dir: Path) -> ChunkIndex:
-    """The index of every delta now in the store, via (and refreshing) the cache in cache_dir."""
+    """The index of every delta now in the store, via (and refreshing) the cache in cache_dir, or
+    via a temporary cache when cache_dir cannot be written."""
+    try:
+        return _open_cached(store, opener, cache_dir)
+    except OSError:
+        pass
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix="liferaft-index-"))
+    except OSError as exc:
+        raise CacheUnwritable(path=cache_dir, detail=exc.strerror or str(exc)) from None
+    try:
+        return _open_cached(store, opener, tmp)  # mapped: it outlives the folder's removal
+    except OSError as exc:
+        raise CacheUnwritable(path=cache_dir, detail=exc.strerror or str(exc)) from None
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _open_cached(store: Store, opener: Opener, cache_dir: Path) -> ChunkIndex:
     cache_dir.mkdir(parents=True, exist_ok=True)
     path, listing = cache_dir / "index", cache_dir / "index.deltas"
     present = set(store.list(names.INDEX))
