@@ -27,6 +27,20 @@ def test_exit_codes_are_unique_and_documented() -> None:
         assert f"| {c.exit_code} |" in readme, f"exit code {c.exit_code} ({c.__name__}) is not in README.md"
 
 
+def test_an_unexpected_error_exits_2_with_its_traceback(
+    cli: Callable[..., Result], repo: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liferaft.cli import cmd_snapshots
+
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(cmd_snapshots, "list_snapshots", broken)
+    r = cli("snapshots", repo=repo)
+    assert r.code == 2  # never 1, which track --status uses for 'no tracker'
+    assert "Traceback" in r.err and "unexpected error (RuntimeError: a bug); please report it" in r.err
+
+
 def test_wrong_password(cli: Callable[..., Result], repo: Path) -> None:
     r = cli("snapshots", password="not it", repo=repo)
     assert r.code == 12

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
+import traceback
 from collections.abc import Sequence
 from types import FrameType
 
@@ -60,6 +61,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LiferaftError as exc:
         err.print(f"liferaft: {exc.message}", markup=False, highlight=False)
         return exc.exit_code
+    except Exception as exc:  # a bug: its traceback for the report, and exit 2 (never 1, which monitors read as a warning)
+        traceback.print_exc()
+        err.print(
+            f"liferaft: unexpected error ({type(exc).__name__}: {exc}); please report it with the traceback above",
+            markup=False,
+            highlight=False,
+        )
+        return 2
     finally:
         signal.signal(signal.SIGTERM, previous)
 
