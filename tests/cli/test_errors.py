@@ -56,6 +56,18 @@ def test_not_a_repository(cli: Callable[..., Result], tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     r = cli("snapshots", repo=tmp_path / "empty")
     assert r.code == 10 and "not a liferaft repository" in r.err and "liferaft init" in r.err
+    (tmp_path / "a-file").write_text("x")
+    r = cli("snapshots", repo=tmp_path / "a-file")
+    assert r.code == 10 and "not a liferaft repository" in r.err
+
+
+def test_init_refuses_a_folder_holding_other_files(cli: Callable[..., Result], tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "notes.txt").write_text("mine")
+    r = cli("init", repo=home)
+    assert r.code == 2 and "already holds other files (notes.txt)" in r.err
+    assert [p.name for p in home.iterdir()] == ["notes.txt"]
 
 
 def test_repository_of_newer_format(cli: Callable[..., Result], repo: Path) -> None:

@@ -8,9 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liferaft.crypto.keys import KdfCost
-from liferaft.errors import NoPassword
+from liferaft.errors import NoPassword, UsageError
 from liferaft.format.config import CHUNK_SIZE_DEFAULT
 from liferaft.repo.repository import Repository, default_cache_root
+from liferaft.store.local import LocalStore
 from liferaft.store.open import open_store
 
 
@@ -39,6 +40,14 @@ def init_repository(
     cost: KdfCost | None = None,
 ) -> Repository:
     store = open_store(location)
+    if isinstance(store, LocalStore) and not (store.root / "config").exists():
+        try:
+            foreign = sorted(p.name for p in store.root.iterdir())
+        except (FileNotFoundError, NotADirectoryError):
+            foreign = []
+        if foreign:  # a mistyped path (/home, a mount of other data): never mix a repository into it
+            shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
+            raise UsageError(f"{store.root} already holds other files ({shown}): give a new or empty folder")
     return Repository.init(store, password, cache_root or default_cache_root(), chunk_size, compression_level, cost)
 
 

@@ -126,7 +126,7 @@ class LocalStore:
     def get(self, name: str) -> bytes:
         try:
             return self._path(name).read_bytes()
-        except FileNotFoundError:
+        except (FileNotFoundError, NotADirectoryError):  # NotADirectory: the root is a file
             raise ObjectMissing(name=name) from None
         except OSError as exc:
             raise _translate(exc, f"reading {name}") from None
