@@ -250,3 +250,39 @@ def test_a_restore_onto_a_full_disk_keeps_the_old_file(
     r = cli("restore", "--force", "latest", str(old), repo=repo)
     assert r.code == 40 and "full" in r.err and str(old) in r.err
     assert old.read_bytes() == b"the only copy" and [p.name for p in mnt.iterdir() if p.name != "lost+found"] == ["disk.img"]
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("backup", "x.img", "--max-freeze", "0"),
+        ("backup", "x.img", "--max-passes", "-1"),
+        ("backup", "x.img", "--trace-buffer", "0"),
+        ("track", "/dev/loop0", "--trace-buffer", "-8"),
+    ],
+)
+def test_options_below_one_are_usage_errors(args: tuple[str, ...], capsys: pytest.CaptureFixture[str]) -> None:
+    from liferaft.cli.main import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(list(args))
+    assert stopped.value.code == 2 and "invalid positive" in capsys.readouterr().err
+
+
+def test_bad_sizes_and_levels(cli: Callable[..., Result], repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "s.img"
+    write_image(src, 1 << 20)
+    r = cli("backup", str(src), "--freeze-memory", "0", repo=repo)
+    assert r.code == 2 and "a size above zero" in r.err
+    r = cli("init", "--compression", "99", repo=tmp_path / "new")
+    assert r.code == 2 and "levels run from -7 (fastest) to 22" in r.err
+
+
+def test_tracking_needs_a_block_device(cli: Callable[..., Result], tmp_path: Path) -> None:
+    img = tmp_path / "disk.img"
+    write_image(img, 1 << 20)
+    for args in (("track", str(img)), ("track", "--status", str(img))):
+        r = cli(*args)
+        assert r.code == 30 and "not a block device" in r.err and "loop device" in r.err
+    r = cli("track", str(tmp_path / "missing"))
+    assert r.code == 30 and "No such file" in r.err

@@ -28,7 +28,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     live = p.add_argument_group("live backups (freeze_trace)")
     live.add_argument(
         "--max-freeze",
-        type=float,
+        type=render.positive(float),
         default=DEFAULTS.max_freeze,
         metavar="S",
         help=f"the watchdog thaws after S seconds in any case (default {DEFAULTS.max_freeze:g})",
@@ -39,7 +39,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     live.add_argument("--post-thaw", metavar="CMD", help="shell command run just after the thaw")
     live.add_argument(
         "--max-passes",
-        type=int,
+        type=render.positive(int),
         default=DEFAULTS.max_passes,
         metavar="N",
         help=f"live copy passes at most before the freeze (default {DEFAULTS.max_passes})",
@@ -51,7 +51,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     live.add_argument(
         "--trace-buffer",
-        type=int,
+        type=render.positive(int),
         default=DEFAULTS.trace_buffer_kb,
         metavar="KB",
         help=f"write-trace ring buffer per CPU (default {DEFAULTS.trace_buffer_kb})",

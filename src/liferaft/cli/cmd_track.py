@@ -20,7 +20,11 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("source", help="block device (or image file attached to a loop device) to track")
     p.add_argument("--status", action="store_true", help="only report whether a tracker runs for SOURCE, and what it saw")
     p.add_argument(
-        "--trace-buffer", type=int, default=BUFFER_KB, metavar="KB", help=f"write-trace ring buffer per CPU (default {BUFFER_KB})"
+        "--trace-buffer",
+        type=render.positive(int),
+        default=BUFFER_KB,
+        metavar="KB",
+        help=f"write-trace ring buffer per CPU (default {BUFFER_KB})",
     )
     p.set_defaults(run=run)
 

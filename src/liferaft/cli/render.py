@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from typing import Any
 
 from rich.console import Console
@@ -30,9 +31,25 @@ def parse_size(text: str) -> int:
     units = {"K": 1024, "M": 1024**2, "G": 1024**3}
     t = text.strip().upper().removesuffix("IB").removesuffix("B")
     try:
-        return int(t[:-1]) * units[t[-1]] if t and t[-1] in units else int(t)
+        value = int(t[:-1]) * units[t[-1]] if t and t[-1] in units else int(t)
     except ValueError:
-        raise UsageError(f"not a size: {text!r} (e.g. 1M, 512K)") from None
+        value = 0
+    if value <= 0:
+        raise UsageError(f"not a size: {text!r} (a size above zero, e.g. 1M, 512K)")
+    return value
+
+
+def positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
+    """An argparse type: a number above zero (argparse turns the ValueError into a usage error)."""
+
+    def parse(text: str) -> int | float:
+        value = kind(text)
+        if value <= 0:
+            raise ValueError(text)
+        return value
+
+    parse.__name__ = f"positive {kind.__name__}"  # what argparse names in its message
+    return parse
 
 
 def print_json(obj: Any) -> None:

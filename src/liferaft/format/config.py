@@ -62,4 +62,7 @@ class RepoConfig:
             f"config: chunk size {size} is not a power of two from 256 KiB to 8 MiB",
         )
         check(self.pack_size >= self.chunk_size, "config: pack size below chunk size")
-        check(-7 <= self.compression_level <= 22, "config: bad compression level")
+        check(
+            -7 <= self.compression_level <= 22,
+            f"config: bad compression level {self.compression_level}: zstd levels run from -7 (fastest) to 22",
+        )

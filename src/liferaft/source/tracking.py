@@ -41,9 +41,17 @@ PERSIST_EVERY_S = 5.0
 
 
 def _dev_key(device: str) -> str:
-    st = os.stat(device)
+    """MAJOR-MINOR of a block device; SourceUnreadable for anything else."""
+    try:
+        st = os.stat(device)
+    except OSError as exc:
+        raise SourceUnreadable(path=device, detail=exc.strerror or str(exc)) from None
     if not stat.S_ISBLK(st.st_mode):
-        raise SourceUnreadable(path=device, detail="not a block device: only devices can be tracked")
+        raise SourceUnreadable(
+            path=device,
+            detail="not a block device: tracking follows a device's writes (an image file is tracked through the "
+            "loop device its mounted filesystems use)",
+        )
     return f"{os.major(st.st_rdev)}-{os.minor(st.st_rdev)}"
 
 
@@ -74,6 +82,7 @@ class Tracker:
 
     def __init__(self, device: str, buffer_kb: int = BUFFER_KB) -> None:
         self.device = device
+        _dev_key(device)  # a block device, or SourceUnreadable
         if _ask(device, {"op": "hello"}) is not None:
             raise UsageError(f"a change tracker already runs for {device} (see {state_path(device)})")
         self.id = os.urandom(8).hex()
@@ -221,6 +230,7 @@ class Status:
 
 def status(device: str) -> Status | None:
     """What the device's running tracker last persisted; None when none runs."""
+    _dev_key(device)  # a block device, or SourceUnreadable
     if _ask(device, {"op": "hello"}) is None:
         return None
     try:
