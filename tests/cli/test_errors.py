@@ -155,13 +155,17 @@ def test_target_refusals(cli: Callable[..., Result], repo: Path, tmp_path: Path,
     assert r.code == 44 and existing.read_bytes() == b"keep me"
 
 
-def test_repository_disk_full(cli: Callable[..., Result], tmp_path: Path, loopdev, mount) -> None:  # type: ignore[no-untyped-def]
+def small_filesystem(tmp_path: Path, loopdev: Callable[..., str], mount: Callable[..., Path]) -> Path:
+    """A mounted 48 MiB ext4 (no reserved blocks), to fill up."""
     fs = tmp_path / "fs.img"
     sh("truncate", "-s", "48M", str(fs))
     dev = loopdev(fs)
     sh("mkfs.ext4", "-q", "-F", "-m", "0", dev)
-    mnt = mount(dev, tmp_path / "small")
-    repo = mnt / "repo"
+    return mount(dev, tmp_path / "small")
+
+
+def test_repository_disk_full(cli: Callable[..., Result], tmp_path: Path, loopdev, mount) -> None:  # type: ignore[no-untyped-def]
+    repo = small_filesystem(tmp_path, loopdev, mount) / "repo"
     assert cli("init", repo=repo).code == 0
     src = tmp_path / "big.img"
     src.write_bytes(os.urandom(64 << 20))  # incompressible, larger than the filesystem
@@ -240,11 +244,7 @@ def test_a_restore_onto_a_full_disk_keeps_the_old_file(
     src = tmp_path / "big.img"
     src.write_bytes(os.urandom(64 << 20))
     assert cli("backup", str(src), repo=repo).code == 0
-    fs = tmp_path / "fs.img"
-    sh("truncate", "-s", "48M", str(fs))
-    dev = loopdev(fs)
-    sh("mkfs.ext4", "-q", "-F", "-m", "0", dev)
-    mnt = mount(dev, tmp_path / "small")
+    mnt = small_filesystem(tmp_path, loopdev, mount)
     old = mnt / "disk.img"
     old.write_bytes(b"the only copy")
     r = cli("restore", "--force", "latest", str(old), repo=repo)
