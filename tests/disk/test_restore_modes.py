@@ -62,3 +62,32 @@ def test_delta_restore_writes_only_what_differs(cli: Callable[..., Result], repo
     # a delta restore needs an existing target
     r = cli("restore", "latest", str(tmp_path / "none.img"), "--delta", repo=repo)
     assert r.code == 40 and "existing" in r.err
+
+
+def test_a_whole_disk_restored_to_a_device_has_its_partitions_known(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev: Callable[..., str]
+) -> None:
+    disk = tmp_path / "disk.img"
+    make_disk(disk, "gpt", [Part("fat32", 40), Part("ext4", 40)], tmp_path)
+    assert cli("backup", str(disk), repo=repo).code == 0
+    blank = tmp_path / "blank.img"
+    sh("truncate", "-s", str(disk.stat().st_size), str(blank))
+    # a loop device without partition scanning refuses to re-read its table: the note says what to run
+    dev = loopdev(blank)
+    r = cli("restore", "latest", dev, "--json", repo=repo)
+    assert r.code == 0, r.err
+    assert json.loads(r.out)["notes"] == [
+        f"the kernel did not re-read the partition table of {dev} (Invalid argument): "
+        f"run 'partx -u {dev}' before using its partitions"
+    ]
+    sh("partx", "-u", dev)  # as the note says: the restored partitions appear, and are whole
+    try:
+        fsck(f"{dev}p2", "ext4")
+        with partition_loop(disk, 2, readonly=True) as a:
+            assert tree(a, "ext4", tmp_path / "a") == tree(f"{dev}p2", "ext4", tmp_path / "b")
+    finally:
+        sh("partx", "-d", dev)
+    # one that scans partitions re-reads it at once: no note
+    scanned = loopdev(tmp_path / "blank.img", partscan=True)
+    r = cli("restore", "latest", scanned, "--force", "--json", repo=repo)
+    assert r.code == 0 and json.loads(r.out)["notes"] == [], r.err

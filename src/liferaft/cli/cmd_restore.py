@@ -55,4 +55,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         + ("; verified: identical to the backup" if r.verified else ""),
         highlight=False,
     )
+    for note in r.notes:
+        ctx.err.print(f"note: {note}", highlight=False, markup=False)
     return 0

@@ -22,7 +22,7 @@ from liferaft.disk.relayout import fit
 from liferaft.errors import ResizeFailed, TargetTooSmall, UsageError
 from liferaft.format.snapshot import Snapshot
 from liferaft.ops.progress import NoProgress, Progress
-from liferaft.ops.restore import RestoreResult, _write, restore
+from liferaft.ops.restore import RestoreResult, _write, kernel_view, restore
 from liferaft.repo.repository import Repository
 from liferaft.source.loop import loop_device
 from liferaft.source.target import TargetWriter, staged
@@ -123,7 +123,7 @@ def restore_resized(
         raise UsageError("--verify checks a restore of the same size; check a resized disk with its filesystems' fsck")
     with staged(target, force) as path:
         r = _resized(repo, sid, snap, path, new, grow, shrink, progress, staging, verify, started)
-    return dataclasses.replace(r, target=target)
+    return dataclasses.replace(r, target=target, notes=kernel_view(target, snap))
 
 
 def _resized(

@@ -10,6 +10,8 @@ checks every chunk against the snapshot (free chunks excepted: their content is 
 
 from __future__ import annotations
 
+import os
+import stat
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
@@ -23,7 +25,7 @@ from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo.index import ChunkIndex
 from liferaft.repo.repository import Repository
 from liferaft.source.device import SourceReader
-from liferaft.source.target import TargetWriter, changed_runs, staged
+from liferaft.source.target import TargetWriter, changed_runs, reread_partitions, staged
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +42,7 @@ class RestoreResult:
     bytes_written: int
     verified: bool
     seconds: float
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -95,10 +98,20 @@ def restore(
                     raise VerifyFailed(f"{bad} chunks of the restored image differ from the backup")
     finally:
         index.close()
+    notes = kernel_view(target, snap) if partition is None and not in_place else ()
     return RestoreResult(
         sid, target, hi - lo, partition, stats["read"], stats["written"], stats["zero"], stats["free"],
-        stats["bytes"], verify, time.monotonic() - started,
+        stats["bytes"], verify, time.monotonic() - started, notes,
     )  # fmt: skip
+
+
+def kernel_view(target: str, snap: Snapshot) -> tuple[str, ...]:
+    """After a whole disk with a partition table went onto a device: the kernel re-reads the
+    table (or a note says how to make it)."""
+    if snap.layout.get("table") not in ("gpt", "mbr") or not os.path.exists(target) or not stat.S_ISBLK(os.stat(target).st_mode):
+        return ()
+    note = reread_partitions(target)
+    return (note,) if note else ()
 
 
 def _read_target(reader: SourceReader, job: _Job, chunk: int, aligned: bool) -> bytes | bytearray:

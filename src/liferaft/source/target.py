@@ -27,6 +27,7 @@ from liferaft.errors import Interrupted, LiferaftError, TargetError, TargetExist
 from liferaft.source.device import size_of
 from liferaft.source.usage import in_use
 
+BLKRRPART = 0x125F
 BLKZEROOUT = 0x127F
 BLKDISCARD = 0x1277
 ZERO_BLOCK = bytes(1 << 20)
@@ -82,6 +83,25 @@ def staged(target: str, force: bool) -> Iterator[str]:
         if isinstance(exc, LiferaftError) and exc.fields.get("path") == partial:
             exc.fields["path"] = target  # messages name the file the user gave
         raise
+
+
+def reread_partitions(device: str) -> str:
+    """Have the kernel re-read the partition table just restored onto device (BLKRRPART, as
+    partitioning tools do), so that its partition devices (/dev/sdc1, ...) are the restored ones;
+    '' when it did, else a note saying what to run (a loop device without partition scanning
+    refuses, for one)."""
+    try:
+        fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            fcntl.ioctl(fd, BLKRRPART)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return (
+            f"the kernel did not re-read the partition table of {device} ({exc.strerror or exc}): "
+            f"run 'partx -u {device}' before using its partitions"
+        )
+    return ""
 
 
 def changed_runs(data: bytes, old: bytes | bytearray | None = None) -> list[tuple[int, int]]:
