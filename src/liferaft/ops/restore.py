@@ -10,11 +10,10 @@ checks every chunk against the snapshot (free chunks excepted: their content is 
 
 from __future__ import annotations
 
-import os
-import stat
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 from liferaft.errors import Interrupted, UsageError, VerifyFailed
@@ -108,7 +107,7 @@ def restore(
 def kernel_view(target: str, snap: Snapshot) -> tuple[str, ...]:
     """After a whole disk with a partition table went onto a device: the kernel re-reads the
     table (or a note says how to make it)."""
-    if snap.layout.get("table") not in ("gpt", "mbr") or not os.path.exists(target) or not stat.S_ISBLK(os.stat(target).st_mode):
+    if snap.layout.get("table") not in ("gpt", "mbr") or not Path(target).is_block_device():
         return ()
     note = reread_partitions(target)
     return (note,) if note else ()

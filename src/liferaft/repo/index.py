@@ -111,12 +111,16 @@ def _write_cache(path: Path, rows: Iterator[Row]) -> None:
             count += 1
         body.seek(0)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        with open(tmp, "wb") as out:
-            out.write(fmt.HEADER.pack(CACHE_MAGIC, len(packs), count))
-            out.write(b"".join(packs))
-            while block := body.read(1 << 20):
-                out.write(block)
-        os.replace(tmp, path)
+        try:
+            with open(tmp, "wb") as out:
+                out.write(fmt.HEADER.pack(CACHE_MAGIC, len(packs), count))
+                out.write(b"".join(packs))
+                while block := body.read(1 << 20):
+                    out.write(block)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a full disk leaves no half cache behind
+            raise
 
 
 def open_index(store: Store, opener: Opener, cache_dir: Path) -> ChunkIndex:
