@@ -148,6 +148,10 @@ def test_target_refusals(cli: Callable[..., Result], repo: Path, tmp_path: Path,
     r = cli("restore", "latest", dev, "--force", repo=repo)
     assert r.code == 43 and str(mnt) in r.err
     assert (mnt / "lost+found").is_dir()  # untouched
+    # a folder that cannot be written
+    ro = mount("tmpfs", tmp_path / "ro", "-t", "tmpfs", "-o", "ro,size=1M")
+    r = cli("restore", "latest", str(ro / "x.img"), repo=repo)
+    assert r.code == 40 and f"{ro / 'x.img'}: Read-only file system" in r.err
     # an existing file needs --force
     existing = tmp_path / "exists.img"
     existing.write_bytes(b"keep me")

@@ -75,7 +75,7 @@ def staged(target: str, force: bool) -> Iterator[str]:
         finally:
             os.close(dfd)
     except BaseException as exc:
-        with suppress(FileNotFoundError):
+        with suppress(OSError):  # not created, or a read-only folder
             os.unlink(partial)
         before = "is as it was" if st is not None else "was not created"
         if isinstance(exc, Interrupted | KeyboardInterrupt):
