@@ -290,3 +290,19 @@ def test_tracking_needs_a_block_device(cli: Callable[..., Result], tmp_path: Pat
         assert r.code == 30 and "not a block device" in r.err and "loop device" in r.err
     r = cli("track", str(tmp_path / "missing"))
     assert r.code == 30 and "No such file" in r.err
+
+
+def test_a_read_only_repository_restores_but_takes_no_backup(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, mount
+) -> None:  # type: ignore[no-untyped-def]
+    src = tmp_path / "s.img"
+    data = write_image(src, 2 << 20)
+    assert cli("backup", str(src), repo=repo).code == 0
+    ro = mount(str(repo), tmp_path / "ro", "--bind")  # as backup media mounted read-only for a recovery
+    sh("mount", "-o", "remount,bind,ro", str(ro))
+    r = cli("backup", str(src), repo=ro)
+    assert r.code == 21 and "Read-only file system" in r.err
+    out = tmp_path / "out.img"
+    assert cli("restore", "latest", str(out), "--verify", repo=ro).code == 0
+    assert out.read_bytes() == data
+    assert cli("verify", "--read-data", repo=ro).code == 0

@@ -17,6 +17,7 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 from liferaft.crypto.aead import AuthenticationFailed, Opener
@@ -119,7 +120,8 @@ def _write_cache(path: Path, rows: Iterator[Row]) -> None:
                     out.write(block)
             os.replace(tmp, path)
         except BaseException:
-            tmp.unlink(missing_ok=True)  # a full disk leaves no half cache behind
+            with suppress(OSError):  # a full disk leaves no half cache behind
+                tmp.unlink()
             raise
 
 

@@ -8,6 +8,7 @@ import mmap
 import os
 import threading
 from collections.abc import Iterator
+from contextlib import suppress
 from pathlib import Path
 
 from liferaft.errors import ObjectMissing, RepositoryFull, StoreError
@@ -99,7 +100,8 @@ class LocalStore:
                 os.close(fd)
             os.replace(tmp, path)
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
+            with suppress(OSError):  # never created, or a read-only folder
+                tmp.unlink()
             raise _translate(exc, f"writing {path}") from None
         with self._lock:
             self._unsynced.add(path)
