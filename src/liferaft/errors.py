@@ -77,7 +77,7 @@ class AmbiguousSnapshot(LiferaftError):
 
 
 class AmbiguousLatest(LiferaftError):
-    """'latest' is ambiguous: the repository holds snapshots of {count} sources ({sources}); choose one with --source (and --host), or name a snapshot by its id"""
+    """'latest' is ambiguous: the repository holds snapshots of {sources}; choose one with --source (and --host), or name a snapshot by its id"""
 
     exit_code = 19
 

@@ -84,9 +84,32 @@ def test_damaged_pack_is_found_by_verify_and_refused_by_restore(cli: Callable[..
     assert r.code == 50 and "does not match its name" in r.out
     r = cli("restore", "latest", str(tmp_path / "out.img"), repo=repo)
     assert r.code == 17 and "damaged" in r.err
+    assert not list(tmp_path.glob("out.img*"))  # no half image under the target's name, no partial file
     pack.unlink()
     r = cli("verify", repo=repo)
     assert r.code == 50 and "missing" in r.out
+
+
+def test_a_damaged_snapshot_hides_no_other(cli: Callable[..., Result], repo: Path, tmp_path: Path) -> None:
+    a, b = tmp_path / "a.img", tmp_path / "b.img"
+    write_image(a, 2 << 20, seed=3)
+    data_b = write_image(b, 2 << 20, seed=4)
+    assert cli("backup", str(a), repo=repo).code == 0
+    assert cli("backup", str(b), repo=repo).code == 0
+    damaged = next(p for p in (repo / "snapshots").rglob("*") if p.is_file() and p.stat().st_size and "a.img" in
+                   json.loads(cli("show", p.name[:12], "--json", repo=repo).out)["source"])  # fmt: skip
+    damaged.write_bytes(b"garbage")
+    r = cli("snapshots", "--json", repo=repo)
+    assert r.code == 17 and f"snapshot {damaged.name[:12]} does not match its name" in r.err
+    assert [s["source"] for s in json.loads(r.out)] == [str(b)]  # the readable one is still listed
+    out = tmp_path / "out.img"
+    r = cli("restore", "latest", str(out), repo=repo)  # the damaged one may be of any source
+    assert r.code == 19 and "1 source (" in r.err and "1 unreadable of unknown source" in r.err, r.err
+    r = cli("restore", "latest", str(out), "--source", str(b), repo=repo)
+    assert r.code == 0 and "left out of 'latest'" in r.err, r.err
+    assert out.read_bytes() == data_b
+    assert cli("backup", str(b), repo=repo).code == 0  # and backups go on
+    assert cli("verify", repo=repo).code == 50
 
 
 def test_latest_is_chosen_per_source(

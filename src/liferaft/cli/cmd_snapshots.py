@@ -7,6 +7,7 @@ from typing import Any
 
 from liferaft.cli import render
 from liferaft.cli.context import Context, add_selection
+from liferaft.errors import CorruptRepository
 from liferaft.ops.snapshots import list_snapshots
 
 
@@ -18,27 +19,32 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    damaged: list[str] = []
     with ctx.open() as repo:
-        rows = list_snapshots(repo, ctx.selection)
+        rows = list_snapshots(repo, ctx.selection, damaged)
     if ctx.json:
         render.print_json([r.as_dict() for r in rows])
-        return 0
-    render.table(
-        ctx.out,
-        ["id", "time", "host", "source", "provider", "size", "new", "stored"],
-        [
+    else:
+        render.table(
+            ctx.out,
+            ["id", "time", "host", "source", "provider", "size", "new", "stored"],
             [
-                r.snapshot_id[:12],
-                r.time[:19].replace("T", " "),
-                r.hostname,
-                r.source,
-                r.provider,
-                render.size(r.size),
-                render.size(r.new_bytes),
-                render.size(r.stored_bytes),
-            ]
-            for r in rows
-        ],
-    )
-    ctx.out.print(render.count(len(rows), "snapshot"))
+                [
+                    r.snapshot_id[:12],
+                    r.time[:19].replace("T", " "),
+                    r.hostname,
+                    r.source,
+                    r.provider,
+                    render.size(r.size),
+                    render.size(r.new_bytes),
+                    render.size(r.stored_bytes),
+                ]
+                for r in rows
+            ],
+        )
+        ctx.out.print(render.count(len(rows), "snapshot"))
+    for message in damaged:  # the readable ones are listed all the same
+        ctx.err.print(f"warning: {message}", highlight=False, markup=False)
+    if damaged:
+        raise CorruptRepository(f"{render.count(len(damaged), 'snapshot')} could not be read (not listed)")
     return 0

@@ -44,8 +44,13 @@ class Context:
         return Selection(getattr(self.args, "source", None), getattr(self.args, "host", None))
 
     def snapshot(self, repo: Repository, name: str) -> SnapshotId:
-        """The snapshot id that name ('latest' or an id prefix) stands for, under --source/--host."""
-        return select(repo, name, self.selection)
+        """The snapshot id that name ('latest' or an id prefix) stands for, under --source/--host.
+        Damaged snapshots are left out of 'latest', each with a warning."""
+        damaged: list[str] = []
+        sid = select(repo, name, self.selection, damaged)
+        for message in damaged:
+            self.err.print(f"warning: {message}; it was left out of 'latest'", highlight=False, markup=False)
+        return sid
 
     def password(self, prompt: str = "repository password: ", confirm: bool = False) -> bytes | None:
         """From --password-file, LIFERAFT_PASSWORD, or a prompt on a terminal; None if none."""

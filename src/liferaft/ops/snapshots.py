@@ -37,23 +37,31 @@ class Selection:
         return " ".join(given)
 
 
-def select(repo: Repository, name: str, where: Selection = Selection()) -> SnapshotId:
+def select(repo: Repository, name: str, where: Selection = Selection(), damaged: list[str] | None = None) -> SnapshotId:
     """The snapshot name stands for: an id prefix, or 'latest' of the snapshots where selects,
-    which must all be of one source on one host."""
+    which must all be of one source on one host. Snapshots that cannot be read are left out of
+    'latest' and named in damaged, when given (else they raise CorruptRepository)."""
     shown = f"{name} {where}".strip()
     if name != "latest":
         sid = repo.resolve(name)
         if str(where) and not where.matches(repo.load_snapshot(sid)):
             raise SnapshotNotFound(name=shown)
         return sid
-    found = [(sid, snap) for sid, snap in repo.snapshots() if where.matches(snap)]
+    unreadable: list[str] = []
+    found = [(sid, snap) for sid, snap in repo.snapshots(unreadable if damaged is not None else None) if where.matches(snap)]
+    if damaged is not None:
+        damaged.extend(unreadable)
     if not found:
         raise SnapshotNotFound(name=shown)
     sources = sorted({(snap.hostname, snap.source) for _, snap in found})
-    if len(sources) > 1:
+    # an unreadable snapshot may be of any source: without a selection, 'latest' could mean it
+    if len(sources) > 1 or (unreadable and not str(where)):
         names = [f"{host}:{source}" for host, source in sources]
         listed = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
-        raise AmbiguousLatest(count=len(sources), sources=listed)
+        what = f"{len(sources)} {'source' if len(sources) == 1 else 'sources'} ({listed})"
+        if unreadable:
+            what += f" and {len(unreadable)} unreadable of unknown source"
+        raise AmbiguousLatest(sources=what)
     return found[-1][0]
 
 
@@ -81,8 +89,9 @@ class SnapshotRow:
         }
 
 
-def list_snapshots(repo: Repository, where: Selection = Selection()) -> list[SnapshotRow]:
-    return [_row(sid, snap) for sid, snap in repo.snapshots() if where.matches(snap)]
+def list_snapshots(repo: Repository, where: Selection = Selection(), damaged: list[str] | None = None) -> list[SnapshotRow]:
+    """The snapshots where selects, oldest first; see Repository.snapshots for damaged."""
+    return [_row(sid, snap) for sid, snap in repo.snapshots(damaged) if where.matches(snap)]
 
 
 def _row(sid: str, snap: Snapshot) -> SnapshotRow:

@@ -216,9 +216,18 @@ class Repository:
         except (AuthenticationFailed, FormatError) as exc:
             raise CorruptRepository(f"snapshot {sid[:12]} is unreadable ({exc})") from None
 
-    def snapshots(self) -> list[tuple[SnapshotId, Snapshot]]:
-        """Every snapshot, oldest first."""
-        found = [(sid, self.load_snapshot(sid)) for sid in self.snapshot_ids()]
+    def snapshots(self, damaged: list[str] | None = None) -> list[tuple[SnapshotId, Snapshot]]:
+        """Every snapshot, oldest first. With a damaged list, a snapshot that cannot be read is
+        left out and its message appended there (one damaged snapshot must not hide the others);
+        else it raises CorruptRepository."""
+        found = []
+        for sid in self.snapshot_ids():
+            try:
+                found.append((sid, self.load_snapshot(sid)))
+            except CorruptRepository as exc:
+                if damaged is None:
+                    raise
+                damaged.append(exc.message)
         return sorted(found, key=lambda item: (item[1].time, item[0]))
 
     def resolve(self, name: str) -> SnapshotId:
