@@ -184,27 +184,28 @@ def test_repository_disk_full(cli: Callable[..., Result], tmp_path: Path, loopde
     assert cli("verify", "--read-data", repo=repo).code == 0
 
 
-def _interrupt_when(repo: Path, started: Callable[[], bool], *args: str) -> str:
-    """Run liferaft with args, send SIGINT as soon as started() holds; its stderr (exit 130)."""
+def _interrupt_when(repo: Path, started: Callable[[], bool], *args: str, sig: int = signal.SIGINT) -> str:
+    """Run liferaft with args, send sig as soon as started() holds; its stderr (exit 130)."""
     env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
     p = subprocess.Popen([PYTHON, "-m", "liferaft", *args, "--repo", str(repo)], env=env, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while not started():
         assert p.poll() is None and time.monotonic() < deadline, "the command ended before it could be interrupted"
         time.sleep(0.01)
-    p.send_signal(signal.SIGINT)
+    p.send_signal(sig)
     _, err = p.communicate(timeout=60)
     assert p.returncode == 130, err
     assert "interrupted" in err and "consistent" in err
     return err
 
 
-def test_interrupted_backup_exits_130_and_commits_nothing(repo: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["ctrl-c", "term", "hangup"])
+def test_interrupted_backup_exits_130_and_commits_nothing(repo: Path, tmp_path: Path, sig: int) -> None:
     src = tmp_path / "big.img"
     src.write_bytes(os.urandom(256 << 20))
     packs = repo / "packs"
     # midway: the first pack is written, the rest is not
-    _interrupt_when(repo, lambda: packs.exists() and any(f.is_file() for f in packs.rglob("*")), "backup", str(src))
+    _interrupt_when(repo, lambda: packs.exists() and any(f.is_file() for f in packs.rglob("*")), "backup", str(src), sig=sig)
     assert not list((repo / "snapshots").glob("*")) if (repo / "snapshots").exists() else True
     env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
     check = subprocess.run(

@@ -52,7 +52,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = Console(width=None if sys.stdout.isatty() else 200)
     err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, soft_wrap=True)  # messages stay one line
     ctx = Context(args, out, err, Defaults.for_user())
-    previous = signal.signal(signal.SIGTERM, _terminate)
+    # SIGTERM (systemd stop) and SIGHUP (a closed ssh session) end a run as Ctrl-C does: cleanly,
+    # nothing committed half-way, no trace left; a hang-up that nohup ignores stays ignored
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGHUP)}
+    for sig, handler in previous.items():
+        if handler is not signal.SIG_IGN:
+            signal.signal(sig, _terminate)
     try:
         return int(args.run(args, ctx))
     except KeyboardInterrupt:
@@ -70,7 +75,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            if handler is not None:
+                signal.signal(sig, handler)
 
 
 def entry() -> None:
