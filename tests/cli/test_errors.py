@@ -307,3 +307,18 @@ def test_a_read_only_repository_restores_but_takes_no_backup(
     assert cli("restore", "latest", str(out), "--verify", repo=ro).code == 0
     assert out.read_bytes() == data
     assert cli("verify", "--read-data", repo=ro).code == 0
+
+
+def test_an_image_file_whose_filesystem_is_mounted_is_not_restored_over(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount
+) -> None:  # type: ignore[no-untyped-def]
+    img = tmp_path / "fs.img"
+    sh("truncate", "-s", "16M", str(img))
+    sh("mkfs.ext4", "-q", "-F", str(img))
+    assert cli("backup", str(img), repo=repo).code == 0
+    mnt = mount(loopdev(img), tmp_path / "m")  # as a VM's or a test system's disk file in use
+    before = img.read_bytes()
+    for extra in (("--force",), ("--delta",)):
+        r = cli("restore", "latest", str(img), *extra, repo=repo)
+        assert r.code == 43 and f"mounted at {mnt}" in r.err, (extra, r.err)
+    assert img.read_bytes() == before and not list(tmp_path.glob("fs.img.*"))

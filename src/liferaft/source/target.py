@@ -59,6 +59,9 @@ def staged(target: str, force: bool) -> Iterator[str]:
         raise TargetError(path=target, detail="not a regular file or block device")
     if st is not None and not force:
         raise TargetExists(path=target)
+    holder = in_use(real) if st is not None else None
+    if holder is not None:  # replacing it would leave its filesystems on the old file, unseen
+        raise TargetInUse(path=target, detail=holder)
     folder = os.path.dirname(real)
     if not os.path.isdir(folder):
         raise TargetError(path=target, detail=f"no such folder {folder}")
@@ -188,6 +191,9 @@ class TargetWriter:
     def _open_existing_file(self, st: os.stat_result | None, force: bool) -> None:
         if st is None or not stat.S_ISREG(st.st_mode):
             raise TargetError(path=self.path, detail="a delta restore needs an existing image file or device")
+        holder = in_use(self.path)
+        if holder is not None:  # writing under mounted filesystems would corrupt them
+            raise TargetInUse(path=self.path, detail=holder)
         self._check_size(st.st_size, force)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
 
