@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from liferaft.source.blocktrace import TRACEFS, remove_stale
-from liferaft.source.tracking import state_path
+from liferaft.source.tracking import socket_path, state_path
 from tests.cli.test_live import Writers, check_restored, live_backup, live_fs, start_writers
 from tests.conftest import PYTHON, Result, sh
 
@@ -96,3 +96,15 @@ def test_tracking_across_backups_and_fallback_when_interrupted(
     assert fourth["live"]["tracking"]["used"] is True  # type: ignore[index]
     snaps = json.loads(cli("snapshots", "--json", repo=repo).out)
     assert len(snaps) == 4
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=["term", "hangup"])
+def test_a_tracker_stops_cleanly(tmp_path: Path, loopdev, tracker, sig: int) -> None:  # type: ignore[no-untyped-def]
+    img = tmp_path / "disk.img"
+    sh("truncate", "-s", "16M", str(img))
+    dev = loopdev(img)
+    p = tracker(dev)
+    p.send_signal(sig)  # a service stopped, or the ssh session that started it closed
+    assert p.wait(timeout=20) == 0
+    assert not state_path(dev).exists() and not socket_path(dev).exists()
+    assert not list((TRACEFS / "instances").glob(f"liferaft-{p.pid}-*"))  # its trace is gone too

@@ -180,7 +180,7 @@ class Tracker:
             conn.sendall(json.dumps(reply).encode() + b"\n")
 
     def serve(self, ready: Callable[[], None] = lambda: None) -> None:
-        """Run until SIGTERM/SIGINT (or stop()); the socket, the state and the trace instance
+        """Run until SIGTERM/SIGINT/SIGHUP (or stop()); the socket, the state and the trace instance
         are removed at the end."""
         self.sock_path.unlink(missing_ok=True)
         server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -189,8 +189,9 @@ class Tracker:
         server.listen(8)
         server.settimeout(DRAIN_EVERY_S)
         if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                signal.signal(sig, lambda *_: self._stop.set())
+            for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+                if signal.getsignal(sig) is not signal.SIG_IGN:  # nohup's ignored hang-up stays ignored
+                    signal.signal(sig, lambda *_: self._stop.set())
         self.persist()
         ready()
         persisted = time.monotonic()
