@@ -20,7 +20,9 @@ from liferaft.repo.repository import Repository
 
 def add_selection(p: argparse.ArgumentParser) -> None:
     """--source and --host: which snapshots 'latest' (or a listing) means."""
-    p.add_argument("--source", metavar="PATH", help="only snapshots of this device or image file")
+    p.add_argument(
+        "--source", metavar="PATH", help="only snapshots of this device or image file ('latest' needs it when there are several)"
+    )
     p.add_argument("--host", metavar="NAME", help="only snapshots taken on this host")
 
 
