@@ -243,6 +243,36 @@ def test_a_restore_replaces_a_file_only_when_complete(cli: Callable[..., Result]
     assert (st.st_uid, st.st_mode & 0o777) == (65534, 0o640)
 
 
+def test_two_restores_never_mix_in_one_file(cli: Callable[..., Result], repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "big.img"
+    src.write_bytes(os.urandom(256 << 20))
+    assert cli("backup", str(src), repo=repo).code == 0
+    target = tmp_path / "out.img"
+    partial = tmp_path / "out.img.liferaft-partial"
+    env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
+    cmd = [PYTHON, "-m", "liferaft", "restore", "--repo", str(repo), "latest", str(target)]
+    first = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while not (partial.exists() and partial.stat().st_blocks):
+        assert first.poll() is None and time.monotonic() < deadline, "the restore ended before the second began"
+        time.sleep(0.01)
+    r = cli("restore", "latest", str(target), "--force", repo=repo)  # a second restore to the same file
+    assert r.code == 43 and "another liferaft restore is writing it" in r.err
+    _, err = first.communicate(timeout=120)
+    assert first.returncode == 0, err
+    assert target.read_bytes() == src.read_bytes()
+    # what a killed restore leaves behind is no lock: the next restore takes it over
+    killed = subprocess.Popen([*cmd, "--force"], env=env, stderr=subprocess.DEVNULL)
+    while not (partial.exists() and partial.stat().st_blocks):
+        assert killed.poll() is None and time.monotonic() < deadline + 60, "the restore ended before it was killed"
+        time.sleep(0.01)
+    killed.kill()
+    killed.wait()
+    assert partial.exists()
+    assert cli("restore", "latest", str(target), "--force", repo=repo).code == 0
+    assert target.read_bytes() == src.read_bytes() and not partial.exists()
+
+
 def test_a_restore_onto_a_full_disk_keeps_the_old_file(
     cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount
 ) -> None:  # type: ignore[no-untyped-def]

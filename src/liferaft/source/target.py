@@ -44,7 +44,8 @@ def staged(target: str, force: bool) -> Iterator[str]:
     """The path to restore target through: target itself for a block device; for an image file,
     TARGET.liferaft-partial in the same folder, renamed onto target (mode and owner of the file
     it replaces kept) when the body completes, and removed when it fails. Refuses an existing
-    file without force, and anything that is neither a file nor a device, before any writing."""
+    file without force, one whose filesystems are mounted, one that another restore is writing,
+    and anything that is neither a file nor a device, before any writing."""
     try:
         st: os.stat_result | None = os.stat(target)
     except FileNotFoundError:
@@ -66,6 +67,7 @@ def staged(target: str, force: bool) -> Iterator[str]:
     if not os.path.isdir(folder):
         raise TargetError(path=target, detail=f"no such folder {folder}")
     partial = real + PARTIAL
+    lock = _claim(partial, target)
     try:
         yield partial
         if st is not None:
@@ -86,6 +88,24 @@ def staged(target: str, force: bool) -> Iterator[str]:
         if isinstance(exc, LiferaftError) and exc.fields.get("path") == partial:
             exc.fields["path"] = target  # messages name the file the user gave
         raise
+    finally:
+        os.close(lock)
+
+
+def _claim(partial: str, target: str) -> int:
+    """A descriptor of partial holding its exclusive lock, kept until the restore ends. Another
+    restore to the same target holds it already, and is not to be mixed with (refused); what a
+    killed one left behind is not locked, and is reused."""
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    except OSError as exc:
+        raise TargetError(path=target, detail=exc.strerror or str(exc)) from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        os.close(fd)
+        raise TargetInUse(path=target, detail="another liferaft restore is writing it") from None
+    return fd
 
 
 def reread_partitions(device: str) -> str:
