@@ -3,6 +3,7 @@ and the repository stays consistent."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import signal
@@ -271,6 +272,12 @@ def test_two_restores_never_mix_in_one_file(cli: Callable[..., Result], repo: Pa
     assert partial.exists()
     assert cli("restore", "latest", str(target), "--force", repo=repo).code == 0
     assert target.read_bytes() == src.read_bytes() and not partial.exists()
+    # a delta restore writes in place: it locks the file itself
+    with open(target, "rb") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as a delta restore running elsewhere does
+        r = cli("restore", "latest", str(target), "--delta", repo=repo)
+        assert r.code == 43 and "another liferaft restore is writing it" in r.err
+    assert cli("restore", "latest", str(target), "--delta", repo=repo).code == 0
 
 
 def test_a_restore_onto_a_full_disk_keeps_the_old_file(

@@ -216,6 +216,11 @@ class TargetWriter:
             raise TargetInUse(path=self.path, detail=holder)
         self._check_size(st.st_size, force)
         self.fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
+        try:  # held until close: two delta restores into one file would mix
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(self.fd)
+            raise TargetInUse(path=self.path, detail="another liferaft restore is writing it") from None
 
     def write(self, offset: int, data: bytes) -> None:
         """Write data at offset. In a fresh file, runs of zero blocks are left as holes (they
