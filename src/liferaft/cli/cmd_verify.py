@@ -40,7 +40,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         errors = render.count(len(r.errors), "error")
         ctx.out.print(f"{'ok' if r.ok else 'FAILED'}: {what}; {errors}, {r.seconds:.1f} s", highlight=False)
         if r.unreferenced_packs:
-            ctx.out.print(f"{render.count(r.unreferenced_packs, 'pack')} left from interrupted backups (not an error)")
+            ctx.out.print(
+                f"{render.count(r.unreferenced_packs, 'pack')} not in any index: from a backup still running, "
+                "or one interrupted (not an error)"
+            )
     if not r.ok:
         raise VerifyFailed(f"{len(r.errors)} problems found")
     return 0
