@@ -297,7 +297,10 @@ def test_an_image_file_mounted_through_a_loop_device_is_imaged_live_through_it(
     (mnt / "kept.txt").write_text("written before the backup\n")
     image = Path(sh("losetup", "-n", "-O", "BACK-FILE", dev))
     res = live_backup(cli, repo, str(image))
-    assert res["source"] == dev and any(f"attached to {dev}" in n for n in res["notes"])  # type: ignore[attr-defined]
+    # the snapshot is of the image file the user named (loop numbers change), read through dev
+    assert res["source"] == str(image) and any(f"attached to {dev}" in n for n in res["notes"])  # type: ignore[attr-defined]
+    listing = json.loads(cli("snapshots", "--json", "--source", str(image), repo=repo).out)
+    assert [s["id"] for s in listing] == [res["snapshot_id"]]
     # plain is refused for it, naming the loop device's mount
     r = cli("backup", "--provider", "plain", str(image), repo=repo)
     assert r.code == 31 and str(mnt) in r.err

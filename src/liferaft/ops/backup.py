@@ -85,7 +85,7 @@ def backup(
             live_record: dict[str, Any] = {}
             if src is not None:
                 im.before_read = src.copying
-                only, tracked = use_tracking(repo, im, src)
+                only, tracked = use_tracking(repo, im, src, source)
                 done = copy_live(im, src, plan, lambda: make_plan(reader.read_at, reader.info.size, all_blocks), only)
                 plan = done.plan or plan
                 live_record = {**done.record(), "mountpoints": src.mountpoints, "tracking": tracked}
@@ -102,7 +102,7 @@ def backup(
                 "seconds": round(time.monotonic() - started, 3),
                 **live_record,
             }
-            sid = im.commit(name, stats, layout_record(plan))
+            sid = im.commit(name, stats, layout_record(plan), source)
         except BaseException as exc:
             im.abort()
             if isinstance(exc, KeyboardInterrupt):
@@ -114,7 +114,7 @@ def backup(
         close()
     return BackupResult(
         snapshot_id=sid,
-        source=reader.path,
+        source=source,
         provider=name,
         size=im.size,
         chunks=im.count,

@@ -148,8 +148,9 @@ class Imager:
             free += e == FREE_ID
         return zero, free
 
-    def commit(self, provider: str, stats: dict[str, Any], layout: dict[str, Any]) -> SnapshotId:
-        """Write the chunk map and the snapshot: the commit point."""
+    def commit(self, provider: str, stats: dict[str, Any], layout: dict[str, Any], source: str | None = None) -> SnapshotId:
+        """Write the chunk map and the snapshot: the commit point. source: what the snapshot is
+        of, when that is not what was read (an image file read through its loop device)."""
         digest = self.repo.ids.digest()
         pieces: list[ChunkId] = []
         for start in range(0, self.count, PIECE_ENTRIES):
@@ -166,7 +167,7 @@ class Imager:
             pieces.append(pid)
         snap = Snapshot(
             hostname=socket.gethostname(),
-            source=self.reader.path,
+            source=source or self.reader.path,
             source_kind=self.reader.info.kind,
             time=now(),
             provider=provider,

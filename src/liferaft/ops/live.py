@@ -158,17 +158,17 @@ def _busy(pending: set[int], chunk: int, passes: int) -> str:
     return f"{len(pending) * chunk >> 20} MiB still changing after {passes} passes"
 
 
-def use_tracking(repo: Repository, im: Imager, src: LiveSource) -> tuple[set[int] | None, dict[str, object]]:
-    """Change tracking for this backup: marks a new epoch at the device's tracker (for the next
-    backup) and, when the tracker vouches for everything written since the last snapshot of this
-    source, fills im's table from that snapshot and returns the chunks to read. Otherwise None
-    (read every used chunk and compare ids), with a note saying why."""
+def use_tracking(repo: Repository, im: Imager, src: LiveSource, source: str) -> tuple[set[int] | None, dict[str, object]]:
+    """Change tracking for this backup of source (read through src's device): marks a new epoch at
+    the device's tracker (for the next backup) and, when the tracker vouches for everything written
+    since the last snapshot of this source, fills im's table from that snapshot and returns the
+    chunks to read. Otherwise None (read every used chunk and compare ids), with a note saying why."""
     device = src.reader.path
     now = tracking.mark(device)
     record: dict[str, object] = {"tracker": now.tracker, "epoch": now.epoch} if now else {}
     prev = None
     for _sid, snap in reversed(repo.snapshots(damaged=[])):  # a damaged one is no base: read and compare
-        if snap.source == device and snap.size == im.size and snap.chunk_size == im.chunk:
+        if snap.source in (source, device) and snap.size == im.size and snap.chunk_size == im.chunk:
             prev = snap
             break
     if prev is None:
