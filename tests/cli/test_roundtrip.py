@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import Result, sh, write_image
 
@@ -89,3 +92,19 @@ def test_loop_device_with_populated_ext4(cli: Callable[..., Result], repo: Path,
     sh("e2fsck", "-fn", dev2)
     mnt2 = mount(dev2, tmp_path / "mnt2", "-o", "ro")
     assert sh("diff", "-r", "/usr/share/doc/bash", str(mnt2 / "doc")) == ""
+
+
+def test_progress_goes_to_a_log_as_plain_lines(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from liferaft.cli import render
+
+    src = tmp_path / "disk.img"
+    write_image(src, 8 << 20)
+    monkeypatch.setattr(render, "LOG_EVERY_S", 0.0)  # a line at every step, not once a minute
+    r = cli("backup", str(src), "--json", repo=repo)  # stderr is no terminal here: a log
+    assert r.code == 0 and json.loads(r.out)["size"] == 8 << 20  # stdout stays pure JSON
+    lines = [line for line in r.err.splitlines() if line.startswith(f"backup {src}: ")]
+    assert lines and all(re.search(r": \d+% \(.+ of 8\.0 MiB\), .+/s, about \d+ (s|min) left$", line) for line in lines), r.err
+    assert "100% (8.0 MiB of 8.0 MiB)" in lines[-1]
+    assert not [line for line in cli("backup", str(src), "-q", repo=repo).err.splitlines() if "%" in line]  # --quiet: none

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -65,18 +67,33 @@ def table(console: Console, columns: list[str], rows: list[list[str]], title: st
     console.print(t)
 
 
+LOG_EVERY_S = 60.0
+"""How often a progress line goes to a log (stderr not a terminal)."""
+
+
 class BarProgress:
-    """The ops Progress protocol drawn as a rich bar (bytes, throughput, ETA) on stderr; silent when
-    stderr is not a terminal or with --quiet, so logs and --json output stay clean."""
+    """The ops Progress protocol on stderr: a rich bar (bytes, throughput, ETA) on a terminal; on a
+    log (cron, a systemd unit) one plain line every LOG_EVERY_S, so that a backup running for
+    hours shows where it is; nothing with --quiet. Never on stdout, so --json output stays clean.
+    advance() may be called from any thread."""
 
     def __init__(self, console: Console, enabled: bool) -> None:
-        self._enabled = enabled and console.is_terminal
+        self._enabled = enabled
         self._console = console
         self._bar: Progress | None = None
         self._task: TaskID | None = None
+        self._log: tuple[str, int, float] | None = None
+        """(what, total bytes, started) while a stage is logged."""
+        self._done = 0
+        self._logged = 0.0
+        self._lock = threading.Lock()
 
     def start(self, what: str, total_bytes: int) -> None:
         if not self._enabled:
+            return
+        if not self._console.is_terminal:
+            now = time.monotonic()
+            self._log, self._done, self._logged = (what, total_bytes, now), 0, now
             return
         self._bar = Progress(
             TextColumn("{task.description}"),
@@ -93,8 +110,24 @@ class BarProgress:
     def advance(self, nbytes: int) -> None:
         if self._bar is not None and self._task is not None:
             self._bar.advance(self._task, nbytes)
+        elif self._log is not None:
+            with self._lock:
+                self._done += nbytes
+                now = time.monotonic()
+                if now - self._logged >= LOG_EVERY_S:
+                    self._logged = now
+                    self._console.print(self._line(now), highlight=False, markup=False)
+
+    def _line(self, now: float) -> str:
+        assert self._log is not None
+        what, total, started = self._log
+        rate = self._done / max(now - started, 1e-9)
+        left = (total - self._done) / rate if rate else 0.0
+        eta = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+        return f"{what}: {self._done / max(total, 1):.0%} ({size(self._done)} of {size(total)}), {size(rate)}/s, about {eta} left"
 
     def finish(self) -> None:
+        self._log = None
         if self._bar is not None:
             self._bar.stop()
             self._bar = None
