@@ -168,7 +168,7 @@ def use_tracking(repo: Repository, im: Imager, src: LiveSource, source: str) -> 
     record: dict[str, object] = {"tracker": now.tracker, "epoch": now.epoch} if now else {}
     prev = None
     for _sid, snap in reversed(repo.snapshots(damaged=[])):  # a damaged one is no base: read and compare
-        if snap.source in (source, device) and snap.size == im.size and snap.chunk_size == im.chunk:
+        if snap.source == source and snap.size == im.size and snap.chunk_size == im.chunk:
             prev = snap
             break
     if prev is None:
