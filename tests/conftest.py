@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -65,6 +66,13 @@ def repo(tmp_path: Path, cli: Callable[..., Result]) -> Path:
     path = tmp_path / "repo"
     assert cli("init", repo=path).code == 0
     return path
+
+
+def as_on_a_terminal() -> None:
+    """preexec_fn for a child: the signal dispositions of a command typed in a shell, whatever the
+    test runner inherited (a runner under nohup ignores SIGHUP, a background one SIGINT)."""
+    for sig in (signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
 
 
 def sh(*cmd: str, check: bool = True) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from liferaft import errors
-from tests.conftest import PASSWORD, PYTHON, Result, sh, write_image
+from tests.conftest import PASSWORD, PYTHON, Result, as_on_a_terminal, sh, write_image
 
 
 def test_exit_codes_are_unique_and_documented() -> None:
@@ -188,7 +188,8 @@ def test_repository_disk_full(cli: Callable[..., Result], tmp_path: Path, loopde
 def _interrupt_when(repo: Path, started: Callable[[], bool], *args: str, sig: int = signal.SIGINT) -> str:
     """Run liferaft with args, send sig as soon as started() holds; its stderr (exit 130)."""
     env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
-    p = subprocess.Popen([PYTHON, "-m", "liferaft", *args, "--repo", str(repo)], env=env, stderr=subprocess.PIPE, text=True)
+    cmd = [PYTHON, "-m", "liferaft", *args, "--repo", str(repo)]
+    p = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=as_on_a_terminal)
     deadline = time.monotonic() + 60
     while not started():
         assert p.poll() is None and time.monotonic() < deadline, "the command ended before it could be interrupted"
@@ -213,6 +214,26 @@ def test_interrupted_backup_exits_130_and_commits_nothing(repo: Path, tmp_path: 
         [PYTHON, "-m", "liferaft", "verify", "--read-data", "--repo", str(repo)], env=env, capture_output=True, text=True
     )
     assert check.returncode == 0, check.stdout + check.stderr
+
+
+def test_a_hang_up_that_nohup_ignores_stays_ignored(repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "big.img"
+    src.write_bytes(os.urandom(128 << 20))
+    env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
+
+    def under_nohup() -> None:
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
+
+    cmd = [PYTHON, "-m", "liferaft", "backup", "--repo", str(repo), str(src)]
+    p = subprocess.Popen(cmd, env=env, stderr=subprocess.PIPE, text=True, preexec_fn=under_nohup)
+    packs, deadline = repo / "packs", time.monotonic() + 60
+    while not (packs.exists() and any(f.is_file() for f in packs.rglob("*"))):
+        assert p.poll() is None and time.monotonic() < deadline, "the backup ended before the hang-up"
+        time.sleep(0.01)
+    p.send_signal(signal.SIGHUP)
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err  # it ran to the end
+    assert len(list((repo / "snapshots").glob("*"))) == 1
 
 
 def test_a_restore_replaces_a_file_only_when_complete(cli: Callable[..., Result], repo: Path, tmp_path: Path) -> None:

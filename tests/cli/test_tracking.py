@@ -17,7 +17,7 @@ import pytest
 from liferaft.source.blocktrace import TRACEFS, remove_stale
 from liferaft.source.tracking import socket_path, state_path
 from tests.cli.test_live import Writers, check_restored, live_backup, live_fs, start_writers
-from tests.conftest import PYTHON, Result, sh
+from tests.conftest import PYTHON, Result, as_on_a_terminal, sh
 
 __all__ = ["live_fs", "start_writers"]  # the fixtures, shared with the live tests
 
@@ -28,7 +28,9 @@ def tracker() -> Iterator[Callable[[str], subprocess.Popen[bytes]]]:
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(device: str) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen([PYTHON, "-m", "liferaft", "track", "-q", device], cwd=Path(__file__).parents[2])
+        p = subprocess.Popen(
+            [PYTHON, "-m", "liferaft", "track", "-q", device], cwd=Path(__file__).parents[2], preexec_fn=as_on_a_terminal
+        )
         procs.append(p)
         for _ in range(200):  # up when its state names it (a killed one's socket may linger)
             try:
