@@ -100,6 +100,12 @@ def _claim(partial: str, target: str) -> int:
         fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_CLOEXEC, 0o600)
     except OSError as exc:
         raise TargetError(path=target, detail=exc.strerror or str(exc)) from None
+    return _exclusive(fd, target)
+
+
+def _exclusive(fd: int, target: str) -> int:
+    """fd, holding the exclusive lock a restore writing target keeps until it closes fd; a second
+    restore finds it taken and is refused (fd closed), rather than mixed into the same file."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
@@ -215,12 +221,7 @@ class TargetWriter:
         if holder is not None:  # writing under mounted filesystems would corrupt them
             raise TargetInUse(path=self.path, detail=holder)
         self._check_size(st.st_size, force)
-        self.fd = os.open(self.path, os.O_WRONLY | os.O_CLOEXEC)
-        try:  # held until close: two delta restores into one file would mix
-            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(self.fd)
-            raise TargetInUse(path=self.path, detail="another liferaft restore is writing it") from None
+        self.fd = _exclusive(os.open(self.path, os.O_WRONLY | os.O_CLOEXEC), self.path)  # written in place
 
     def write(self, offset: int, data: bytes) -> None:
         """Write data at offset. In a fresh file, runs of zero blocks are left as holes (they
