@@ -23,7 +23,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.open() as repo:
-        if str(ctx.selection) and not args.snapshot:
+        if ctx.selection.given and not args.snapshot:
             raise UsageError(
                 "--source and --host choose what a snapshot name means: name one ('latest'), or drop them to verify all"
             )

@@ -25,6 +25,11 @@ class Selection:
     source: str | None = None
     host: str | None = None
 
+    @property
+    def given(self) -> bool:
+        """Whether it narrows anything."""
+        return self.source is not None or self.host is not None
+
     def matches(self, snap: Snapshot) -> bool:
         if self.host is not None and snap.hostname != self.host:
             return False
@@ -40,22 +45,20 @@ class Selection:
 def select(repo: Repository, name: str, where: Selection = Selection(), damaged: list[str] | None = None) -> SnapshotId:
     """The snapshot name stands for: an id prefix, or 'latest' of the snapshots where selects,
     which must all be of one source on one host. Snapshots that cannot be read are left out of
-    'latest' and named in damaged, when given (else they raise CorruptRepository)."""
+    'latest' and named in damaged (a fresh list), when given; else they raise CorruptRepository."""
     shown = f"{name} {where}".strip()
     if name != "latest":
         sid = repo.resolve(name)
-        if str(where) and not where.matches(repo.load_snapshot(sid)):
+        if where.given and not where.matches(repo.load_snapshot(sid)):
             raise SnapshotNotFound(name=shown)
         return sid
-    unreadable: list[str] = []
-    found = [(sid, snap) for sid, snap in repo.snapshots(unreadable if damaged is not None else None) if where.matches(snap)]
-    if damaged is not None:
-        damaged.extend(unreadable)
+    found = [(sid, snap) for sid, snap in repo.snapshots(damaged) if where.matches(snap)]
+    unreadable = damaged or []  # without a damaged list, an unreadable snapshot has raised
     if not found:
         raise SnapshotNotFound(name=shown)
     sources = sorted({(snap.hostname, snap.source) for _, snap in found})
     # an unreadable snapshot may be of any source: without a selection, 'latest' could mean it
-    if len(sources) > 1 or (unreadable and not str(where)):
+    if len(sources) > 1 or (unreadable and not where.given):
         names = [f"{host}:{source}" for host, source in sources]
         listed = ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
         what = f"{len(sources)} {'source' if len(sources) == 1 else 'sources'} ({listed})"
