@@ -118,21 +118,22 @@ def restore_resized(
     new = _target_size(target, size)
     if new == snap.size:
         return restore(repo, sid, target, force=force, verify=verify, progress=progress)
-    if verify and (grow or new < snap.size or snap.layout.get("table") in ("gpt", "mbr")):
-        # the table (and perhaps a filesystem) is rewritten: chunks no longer match
+    bare = new > snap.size and not grow and snap.layout.get("table") not in ("gpt", "mbr")
+    """No table to fit: the image goes into the start of the larger target, as it is."""
+    if verify and not bare:  # the table (and perhaps a filesystem) is rewritten: chunks no longer match
         raise UsageError("--verify checks a restore of the same size; check a resized disk with its filesystems' fsck")
     with staged(target, force) as path:
-        r = _resized(repo, sid, snap, path, new, grow, shrink, progress, staging, verify, started)
+        r = _resized(repo, sid, snap, path, new, bare, grow, shrink, progress, staging, verify, started)
     return dataclasses.replace(r, target=target, notes=kernel_view(target, snap))
 
 
 def _resized(
-    repo: Repository, sid: str, snap: Snapshot, target: str, new: int, grow: bool, shrink: bool, progress: Progress,
-    staging: str | None, verify: bool, started: float,
+    repo: Repository, sid: str, snap: Snapshot, target: str, new: int, bare: bool, grow: bool, shrink: bool,
+    progress: Progress, staging: str | None, verify: bool, started: float,
 ) -> RestoreResult:  # fmt: skip
     """restore_resized into target, a device or a file of this restore's own."""
     is_device = Path(target).is_block_device()
-    if new > snap.size and not grow and snap.layout.get("table") not in ("gpt", "mbr"):  # a bare image: into the start
+    if bare:
         r = restore(repo, sid, target, force=True, verify=verify, progress=progress, in_place=True)
         if not is_device:
             os.truncate(target, new)
