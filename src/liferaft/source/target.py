@@ -2,10 +2,8 @@
 (zero chunks zeroed with BLKZEROOUT, falling back to writing zeros). Refuses targets in use, too
 small, or (without force) larger or existing.
 
-Aligned chunks are written with O_DIRECT from a page-aligned per-thread buffer: copying every
-restored byte into the page cache and writing it back later cost more than all the decryption and
-decompression together. Unaligned pieces (a short last chunk) go through a buffered descriptor.
-Writes are os.pwrite, which releases the GIL.
+Writes are os.pwrite (which releases the GIL) through the page cache, with write-behind
+(source.writeback): writeback starts at once and at most a window of the target stays cached.
 
 A new image file is built under a partial name beside the target and renamed onto it only once
 complete and flushed (``staged``): an interrupted or failed restore never leaves a half image
@@ -15,23 +13,21 @@ from __future__ import annotations
 
 import errno
 import fcntl
-import mmap
 import os
 import stat
 import struct
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 from liferaft.errors import Interrupted, LiferaftError, TargetError, TargetExists, TargetInUse, TargetLarger, TargetTooSmall
 from liferaft.source.device import size_of
 from liferaft.source.usage import in_use
+from liferaft.source.writeback import WriteBehind
 
 BLKRRPART = 0x125F
 BLKZEROOUT = 0x127F
 BLKDISCARD = 0x1277
 ZERO_BLOCK = bytes(1 << 20)
-DIRECT_ALIGN = 4096
 
 
 BLOCK = 4096
@@ -165,8 +161,7 @@ class TargetWriter:
         except FileNotFoundError:
             st = None
         self.is_device = st is not None and stat.S_ISBLK(st.st_mode)
-        self.fd = self.direct_fd = -1
-        self._local = threading.local()
+        self.fd = -1
         try:
             if self.is_device:
                 self._open_device(force)
@@ -176,10 +171,7 @@ class TargetWriter:
                 self._open_file(st, force)
         except OSError as exc:
             raise TargetError(path=path, detail=exc.strerror or str(exc)) from None
-        try:
-            self.direct_fd = os.open(self.path, os.O_WRONLY | os.O_DIRECT | os.O_CLOEXEC)
-        except OSError:
-            self.direct_fd = -1  # the filesystem has no O_DIRECT (tmpfs): buffered writes only
+        self._behind = WriteBehind(self.fd)
 
     def _open_device(self, force: bool) -> None:
         holder = in_use(self.path)
@@ -233,23 +225,17 @@ class TargetWriter:
         self._write(offset, data)
 
     def _write(self, offset: int, data: bytes) -> None:
-        n = len(data)
-        if self.direct_fd >= 0 and offset % DIRECT_ALIGN == 0 and n % DIRECT_ALIGN == 0 and n <= 8 << 20:
-            buf: mmap.mmap | None = getattr(self._local, "buf", None)
-            if buf is None or len(buf) < n:
-                buf = self._local.buf = mmap.mmap(-1, max(n, 1 << 20))
-            buf[:n] = data
-            self._pwrite(self.direct_fd, memoryview(buf)[:n], offset)
-        else:
-            self._pwrite(self.fd, memoryview(data), offset)
+        self._pwrite(memoryview(data), offset)
 
-    def _pwrite(self, fd: int, view: memoryview, offset: int) -> None:
+    def _pwrite(self, view: memoryview, offset: int) -> None:
+        start, n = offset, len(view)
         try:
             while view:
-                n = os.pwrite(fd, view, offset)
-                view, offset = view[n:], offset + n
+                done = os.pwrite(self.fd, view, offset)
+                view, offset = view[done:], offset + done
+            self._behind.written(start, n)
         except OSError as exc:
-            detail = "the target's disk is full" if exc.errno == errno.ENOSPC else exc.strerror
+            detail = "the target's disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror
             raise TargetError(path=self.path, detail=f"{detail} at byte {offset}") from None
         finally:
             view.release()
@@ -266,7 +252,7 @@ class TargetWriter:
             except OSError:
                 pass  # not supported here: write the zeros
         for at in range(offset, offset + length, len(ZERO_BLOCK)):
-            self._pwrite(self.fd, memoryview(ZERO_BLOCK)[: min(len(ZERO_BLOCK), offset + length - at)], at)
+            self._pwrite(memoryview(ZERO_BLOCK)[: min(len(ZERO_BLOCK), offset + length - at)], at)
 
     def discard(self, offset: int, length: int) -> None:
         """Free blocks: discarded on a device (BLKDISCARD; zeroed where that fails), a hole in a
@@ -282,13 +268,13 @@ class TargetWriter:
     def finish(self) -> None:
         try:
             os.fsync(self.fd)
+            self._behind.drop()
         except OSError as exc:
             raise TargetError(path=self.path, detail=f"flushing failed: {exc.strerror}") from None
         finally:
             self.close()
 
     def close(self) -> None:
-        for fd in (self.fd, self.direct_fd):
-            if fd >= 0:
-                os.close(fd)
-        self.fd = self.direct_fd = -1
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.fd = -1
