@@ -315,6 +315,22 @@ def test_a_restore_onto_a_full_disk_keeps_the_old_file(
     assert old.read_bytes() == b"the only copy" and [p.name for p in mnt.iterdir() if p.name != "lost+found"] == ["disk.img"]
 
 
+def test_a_restore_onto_a_device_whose_writes_fail_fails(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, loopdev, mount
+) -> None:  # type: ignore[no-untyped-def]
+    """Writes reach the page cache first and fail only at writeback. The restore fails there,
+    while writing (the kernel reports such an error once, so it is not left for the last fsync)."""
+    src = tmp_path / "big.img"
+    src.write_bytes(os.urandom(128 << 20))  # twice the write-behind window
+    assert cli("backup", str(src), repo=repo).code == 0
+    backing = small_filesystem(tmp_path, loopdev, mount) / "disk.img"
+    sh("truncate", "-s", "128M", str(backing))  # on 48 MiB: writes beyond about 46 MiB fail
+    dev = loopdev(backing)
+    r = cli("restore", "latest", dev, repo=repo)
+    assert r.code == 40 and f"cannot write the target {dev}" in r.err and "at byte" in r.err
+    assert "restored" not in r.out
+
+
 @pytest.mark.parametrize(
     "args",
     [
