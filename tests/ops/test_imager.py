@@ -32,3 +32,32 @@ def test_only_whole_copies_are_reported(tmp_path: Path) -> None:
         im.close()
         reader.close()
         repo.close()
+
+
+def test_holes_and_free_chunks_are_never_read(tmp_path: Path) -> None:
+    """A sparse image's cost follows its data: chunks wholly in a hole, or holding no used
+    block, get their entries without a read."""
+    src = tmp_path / "sparse.img"
+    with open(src, "wb") as f:
+        f.truncate(64 << 20)
+        for i in (3, 40):
+            f.seek(i << 20)
+            f.write(os.urandom(1 << 20))
+    repo = init_repository(str(tmp_path / "repo"), b"pw", cache_root=tmp_path / "cache", cost=FAST_KDF)
+    reader = SourceReader(str(src), repo.config.chunk_size)
+    im = Imager(repo, reader, NoProgress(), 2)
+    read: list[int] = []
+    plain = reader.read
+    reader.read = lambda i: read.append(i) or plain(i)  # type: ignore[method-assign]
+    try:
+        free = ((0, 1 << 20),)
+        jobs = [(i, free if i == 40 else ()) for i in range(64)]  # chunk 40: data, but all free
+        assert im.copy(iter(jobs), "copy", 64 << 20) == 1 << 20
+        assert read == [3]
+        assert im.counts() == (62, 1)  # zero chunks (the holes), free chunks
+        assert im.entry(3) == repo.ids.chunk_id(src.read_bytes()[3 << 20 : 4 << 20])
+    finally:
+        im.abort()
+        im.close()
+        reader.close()
+        repo.close()

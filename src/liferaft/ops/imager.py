@@ -60,11 +60,8 @@ class Imager:
     def set(self, i: int, cid: ChunkId) -> None:
         self.table[i * ID_SIZE : (i + 1) * ID_SIZE] = cid
 
-    def read(self, i: int, free: Pieces = ()) -> bytes | bytearray | None:
-        """Chunk i with its free pieces zeroed, or None for a hole of an image file (zeros that
-        need no reading)."""
-        if self.reader.is_hole(i):
-            return None
+    def read(self, i: int, free: Pieces = ()) -> bytes | bytearray:
+        """Chunk i with its free pieces zeroed."""
         if not free:  # a copy that zeroes free blocks (by a map older than the read) is no full copy
             self.before_read(i)
         data = self.reader.read(i)
@@ -86,29 +83,36 @@ class Imager:
         """Read and store the chunks of jobs ((index, free pieces)); the bytes read."""
         before = self.bytes_read
 
-        def read(job: tuple[int, Pieces]) -> tuple[int, bytes | bytearray | None, bool]:
-            """(index, its bytes or None for a hole, whether it holds no used block at all)."""
-            i, free = job
-            if sum(n for _, n in free) == self.length(i):
-                return i, None, True
-            return i, self.read(i, free), False
+        def unread(jobs: Iterable[tuple[int, Pieces]]) -> Iterator[tuple[int, Pieces]]:
+            """The jobs that need reading. A chunk that holds no used block, or lies wholly in a
+            hole of an image file, gets its entry here, without a trip through the threads: a
+            sparse image's time follows its data, not its size."""
+            for job in jobs:
+                i = job[0]
+                if sum(n for _, n in job[1]) == self.length(i):
+                    self.set(i, FREE_ID)
+                elif self.reader.is_hole(i):
+                    self.set(i, ZERO_ID)
+                else:
+                    yield job
+                    continue
+                self.progress.advance(self.length(i))
 
-        def ingest(got: tuple[int, bytes | bytearray | None, bool]) -> tuple[int, ChunkId, int]:
-            i, data, unused = got
-            if unused:
-                return i, FREE_ID, 0
-            if data is None:
-                return i, ZERO_ID, 0
+        def read(job: tuple[int, Pieces]) -> tuple[int, bytes | bytearray]:
+            return job[0], self.read(*job)
+
+        def ingest(got: tuple[int, bytes | bytearray]) -> tuple[int, ChunkId, int]:
+            i, data = got
             return i, self.ingest(data), len(data)
 
         if self.reader.direct:  # reads wait on the device while the workers compute; each read is a copy
-            read_ahead = ordered_map(read, jobs, self.readers, window=2 * self.readers)
+            read_ahead = ordered_map(read, unread(jobs), self.readers, window=2 * self.readers)
             # 14 chunks of slack: the workers go on past a chunk whose compression is slow (its
             # thread preempted by a busy application) instead of waiting for it to leave the window
             results = ordered_map(ingest, read_ahead, self.workers, window=self.workers + 14)
         else:  # the kernel reads ahead; a read is this thread's buffer, used at once
             read_ahead = None
-            results = ordered_map(lambda job: ingest(read(job)), jobs, self.workers)
+            results = ordered_map(lambda job: ingest(read(job)), unread(jobs), self.workers)
         self.progress.start(what, total)
         try:
             for i, cid, nread in results:
