@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from liferaft.source.writeback import WriteBehind
+from liferaft.source.writeback import WritebackFailed, WriteBehind
 from tests.conftest import sh
 
 MiB = 1 << 20
@@ -62,12 +62,12 @@ def test_a_failed_writeback_is_raised(
     data = os.urandom(MiB)
     try:
         behind = WriteBehind(fd, window=8 * MiB)
-        with pytest.raises(OSError) as failed:
+        with pytest.raises(WritebackFailed) as failed:
             for i in range(256):
                 os.pwrite(fd, data, i * MiB)
                 behind.written(i * MiB, MiB)
         assert failed.value.errno in (5, 28)  # EIO, or ENOSPC as the loop device passes it on
-        assert 100 <= i < 256
+        assert 100 <= i < 256 and 64 * MiB <= failed.value.offset < i * MiB  # a range written before
     finally:
         os.close(fd)
 

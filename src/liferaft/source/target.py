@@ -22,7 +22,7 @@ from contextlib import contextmanager, suppress
 from liferaft.errors import Interrupted, LiferaftError, TargetError, TargetExists, TargetInUse, TargetLarger, TargetTooSmall
 from liferaft.source.device import size_of
 from liferaft.source.usage import in_use
-from liferaft.source.writeback import WriteBehind
+from liferaft.source.writeback import WritebackFailed, WriteBehind
 
 BLKRRPART = 0x125F
 BLKZEROOUT = 0x127F
@@ -236,7 +236,8 @@ class TargetWriter:
             self._behind.written(start, n)
         except OSError as exc:
             detail = "the target's disk is full" if exc.errno in (errno.ENOSPC, errno.EDQUOT) else exc.strerror
-            raise TargetError(path=self.path, detail=f"{detail} at byte {offset}") from None
+            at = exc.offset if isinstance(exc, WritebackFailed) else offset
+            raise TargetError(path=self.path, detail=f"{detail} at byte {at}") from None
         finally:
             view.release()
 

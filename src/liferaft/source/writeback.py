@@ -28,6 +28,14 @@ UNSUPPORTED = (errno.ENOSYS, errno.EINVAL, errno.ESPIPE, errno.EOPNOTSUPP)
 WINDOW = 64 * 1024 * 1024
 
 
+class WritebackFailed(OSError):
+    """The writeback of a range failed; offset: where that range starts."""
+
+    def __init__(self, err: int, offset: int) -> None:
+        super().__init__(err, os.strerror(err))
+        self.offset = offset
+
+
 class WriteBehind:
     def __init__(self, fd: int, window: int = WINDOW) -> None:
         self._fd, self._window = fd, window
@@ -38,8 +46,8 @@ class WriteBehind:
 
     def written(self, offset: int, length: int) -> None:
         """offset..offset+length was just written: start its writeback, and wait for (and drop)
-        the oldest ranges while more than the window is in flight. Raises OSError when the
-        writeback of a range failed (EIO, ENOSPC)."""
+        the oldest ranges while more than the window is in flight. Raises WritebackFailed when
+        the writeback of a range failed (EIO, ENOSPC), that range or an older one."""
         if not self._on or not self._range(offset, length, WRITE):
             return
         done: list[tuple[int, int]] = []
@@ -70,4 +78,4 @@ class WriteBehind:
         if err in UNSUPPORTED:
             self._on = False
             return False
-        raise OSError(err, os.strerror(err))
+        raise WritebackFailed(err, offset)
