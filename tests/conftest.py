@@ -112,6 +112,16 @@ def mount() -> Iterator[Callable[..., Path]]:
         subprocess.run(["umount", "-l", str(where)], check=False)
 
 
+def mounted_ext4(tmp_path: Path, loopdev: Callable[..., str], mount: Callable[..., Path], size: str, name: str = "mnt") -> Path:
+    """A fresh ext4 of size (no reserved blocks, so it fills up to the last block) on a loop
+    device, mounted at tmp_path/name; the fixtures undo both."""
+    img = tmp_path / f"{name}.ext4"
+    sh("truncate", "-s", size, str(img))
+    dev = loopdev(img)
+    sh("mkfs.ext4", "-q", "-F", "-m", "0", dev)
+    return mount(dev, tmp_path / name)
+
+
 @pytest.fixture
 def bad_sectors(tmp_path: Path) -> Iterator[Callable[[Path, int, int], Path]]:
     """bad_sectors(backing, start, end) -> a file reading like backing but failing with EIO in

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from liferaft import errors
-from tests.conftest import PASSWORD, PYTHON, Result, as_on_a_terminal, sh, write_image
+from tests.conftest import PASSWORD, PYTHON, Result, as_on_a_terminal, mounted_ext4, sh, write_image
 
 
 def test_exit_codes_are_unique_and_documented() -> None:
@@ -161,12 +161,8 @@ def test_target_refusals(cli: Callable[..., Result], repo: Path, tmp_path: Path,
 
 
 def small_filesystem(tmp_path: Path, loopdev: Callable[..., str], mount: Callable[..., Path]) -> Path:
-    """A mounted 48 MiB ext4 (no reserved blocks), to fill up."""
-    fs = tmp_path / "fs.img"
-    sh("truncate", "-s", "48M", str(fs))
-    dev = loopdev(fs)
-    sh("mkfs.ext4", "-q", "-F", "-m", "0", dev)
-    return mount(dev, tmp_path / "small")
+    """A mounted 48 MiB ext4, to fill up."""
+    return mounted_ext4(tmp_path, loopdev, mount, "48M", "small")
 
 
 def test_repository_disk_full(cli: Callable[..., Result], tmp_path: Path, loopdev, mount) -> None:  # type: ignore[no-untyped-def]

@@ -15,16 +15,12 @@ import pytest
 from liferaft.errors import FreezeBusy, FreezeExpired, FreezeFailed
 from liferaft.source import freeze
 from liferaft.source.freeze import frozen, thaw
-from tests.conftest import PYTHON, sh
+from tests.conftest import PYTHON, mounted_ext4, sh
 
 
 @pytest.fixture
 def ext4(tmp_path: Path, loopdev: Callable[..., str], mount: Callable[..., Path]) -> Iterator[Path]:
-    img = tmp_path / "fs.img"
-    sh("truncate", "-s", "64M", str(img))
-    dev = loopdev(img)
-    sh("mkfs.ext4", "-q", "-F", dev)
-    mnt = mount(dev, tmp_path / "mnt")
+    mnt = mounted_ext4(tmp_path, loopdev, mount, "64M")
     yield mnt
     thaw(str(mnt))  # whatever happened, never leave it frozen
 

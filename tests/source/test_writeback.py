@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from liferaft.source.writeback import WritebackFailed, WriteBehind
-from tests.conftest import sh
+from tests.conftest import mounted_ext4, sh
 
 MiB = 1 << 20
 
@@ -23,11 +23,7 @@ def cached(path: Path | str) -> int:
 
 @pytest.fixture
 def ext4(tmp_path: Path, loopdev: Callable[..., str], mount: Callable[..., Path]) -> Path:
-    img = tmp_path / "fs.img"
-    sh("truncate", "-s", "128M", str(img))
-    dev = loopdev(img)
-    sh("mkfs.ext4", "-q", "-F", "-m", "0", dev)
-    return mount(dev, tmp_path / "mnt")
+    return mounted_ext4(tmp_path, loopdev, mount, "128M")
 
 
 def test_at_most_the_window_stays_cached(ext4: Path) -> None:
