@@ -95,8 +95,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             highlight=False,
         )
     for note in r.notes:
-        ctx.err.print(f"note: {note}", highlight=False, markup=False)
+        ctx.note(note)
     for p in r.partitions:
         if p["note"]:
-            ctx.err.print(f"warning: partition {p['number']}: {p['note']}", highlight=False, markup=False)
+            ctx.warn(f"partition {p['number']}: {p['note']}")
     return 0

@@ -56,5 +56,5 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         highlight=False,
     )
     for note in r.notes:
-        ctx.err.print(f"note: {note}", highlight=False, markup=False)
+        ctx.note(note)
     return 0

@@ -44,7 +44,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         )
         ctx.out.print(render.count(len(rows), "snapshot"))
     for message in damaged:  # the readable ones are listed all the same
-        ctx.err.print(f"warning: {message}", highlight=False, markup=False)
+        ctx.warn(message)
     if damaged:
         raise CorruptRepository(f"{render.count(len(damaged), 'snapshot')} could not be read (not listed)")
     return 0

@@ -34,7 +34,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     device, note = traced_device(source)
     for n in (mount_note, note):
         if n:
-            ctx.err.print(f"note: {n}", highlight=False, markup=False)
+            ctx.note(n)
     if args.status:
         return _status(device, ctx)
     tracker = Tracker(device, args.trace_buffer)

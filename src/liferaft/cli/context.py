@@ -45,13 +45,21 @@ class Context:
     def selection(self) -> Selection:
         return Selection(getattr(self.args, "source", None), getattr(self.args, "host", None))
 
+    def note(self, message: str) -> None:
+        """A note on stderr, as plain text (paths may hold [brackets], which rich would read)."""
+        self.err.print(f"note: {message}", highlight=False, markup=False)
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr, as plain text."""
+        self.err.print(f"warning: {message}", highlight=False, markup=False)
+
     def snapshot(self, repo: Repository, name: str) -> SnapshotId:
         """The snapshot id that name ('latest' or an id prefix) stands for, under --source/--host.
         Damaged snapshots are left out of 'latest', each with a warning."""
         damaged: list[str] = []
         sid = select(repo, name, self.selection, damaged)
         for message in damaged:
-            self.err.print(f"warning: {message}; it was left out of 'latest'", highlight=False, markup=False)
+            self.warn(f"{message}; it was left out of 'latest'")
         return sid
 
     def password(self, prompt: str = "repository password: ", confirm: bool = False) -> bytes | None:
