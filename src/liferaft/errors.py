@@ -212,6 +212,12 @@ class VerifyFailed(LiferaftError):
     exit_code = 50
 
 
+class FsckFailed(LiferaftError):
+    """the restored partition {partition} ({fs}) is not clean: {detail}; the target holds the image as it was backed up (check the source's filesystem, or restore an older snapshot)"""
+
+    exit_code = 51
+
+
 class Interrupted(LiferaftError):
     """interrupted: nothing of this run was committed and the repository is consistent; run the command again"""
 

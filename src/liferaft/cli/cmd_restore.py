@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from liferaft.cli import render
 from liferaft.cli.context import Context, add_selection
 from liferaft.cli.render import BarProgress
+from liferaft.errors import UsageError
+from liferaft.ops import fsck
 from liferaft.ops.resize import restore_resized
 from liferaft.ops.restore import restore
 
@@ -20,13 +23,23 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     add_selection(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing file; restore into the start of a larger device")
     p.add_argument("--verify", action="store_true", help="read the target back and check it against the backup's image digest")
+    p.add_argument(
+        "--fsck",
+        action="store_true",
+        help="then replay each filesystem's journal on a throw-away copy and check it (exit 51 if not clean)",
+    )
     p.add_argument("--partition", type=int, metavar="N", help="restore only partition N (see 'liferaft show')")
     p.add_argument("--discard", action="store_true", help="discard free blocks on a device instead of zeroing them")
     p.add_argument("--delta", action="store_true", help="the target holds an older state: write only the chunks that differ")
     p.add_argument("--size", help="size of the target file when it is to differ from the image's (e.g. 8G)")
     p.add_argument("--grow", action="store_true", help="larger target: extend the last partition and its filesystem")
     p.add_argument("--shrink", action="store_true", help="smaller target: shrink the last partition's filesystem to fit")
-    p.add_argument("--staging", metavar="DIR", help="where --shrink stages the partition (sparse; default: the temp folder)")
+    p.add_argument(
+        "--staging",
+        metavar="DIR",
+        help="where --shrink stages the partition and --fsck its copies (sparse; default: the temp folder, "
+        "or the target's folder for --fsck of a file)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
@@ -37,6 +50,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         sid = ctx.snapshot(repo, args.snapshot)
         resized = args.grow or args.shrink or args.size or (args.force and Path(args.target).is_block_device())
         if resized and args.partition is None and not args.delta:
+            if args.fsck:
+                raise UsageError("--fsck checks a restore as it was backed up: it does not go with --grow, --shrink or --size")
             size = render.parse_size(args.size) if args.size else None
             r = restore_resized(repo, sid, args.target, size, args.grow, args.shrink, args.force, bar, args.staging, args.verify)
         else:
@@ -44,8 +59,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 repo, sid, args.target, args.force, args.verify, bar,
                 partition=args.partition, discard=args.discard, delta=args.delta,
             )  # fmt: skip
+        checked = fsck.check(repo, repo.load_snapshot(sid), args.target, args.partition, args.staging) if args.fsck else []
     if ctx.json:
-        render.print_json(r.as_dict())
+        render.print_json({**r.as_dict(), **({"fsck": [asdict(c) for c in checked]} if args.fsck else {})})
         return 0
     what = f"partition {r.partition} of {r.snapshot_id[:12]}" if r.partition is not None else r.snapshot_id[:12]
     read = f"{render.count(r.chunks_read, 'chunk')} read and compared, " if args.delta else ""
@@ -55,6 +71,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         + ("; verified: identical to the backup" if r.verified else ""),
         highlight=False,
     )
+    for c in checked:
+        ctx.out.print(f"  fsck partition {c.number or '-'} ({c.filesystem}): {c.verdict}", highlight=False, markup=False)
     for note in r.notes:
         ctx.note(note)
     return 0

@@ -26,7 +26,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         render.print_json(info)
         return 0
     stats = info.pop("stats")
-    for key in ("id", "time", "hostname", "source", "source_kind", "provider", "size", "chunk_size", "chunks", "image_digest"):
+    keys = ("id", "time", "hostname", "source", "source_kind", "provider", "consistency", "size", "chunk_size", "chunks")
+    for key in (*keys, "image_digest"):
         value = info[key]
         if key in {"size", "chunk_size"}:
             value = f"{render.size(value)} ({value} bytes)"
@@ -63,4 +64,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 ]
             )
         render.table(ctx.out, ["#", "start", "size", "name", "type", "fs", "label", "uuid", "used", "imaged"], rows)
+        for r in layout.get("regions", []):
+            for what in (r.get("recovery"), r.get("note")):
+                if what:
+                    ctx.out.print(f"partition {r['number'] or '-'}: {what}", highlight=False, markup=False)
     return 0

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from liferaft.disk import DiskFormatError, ReadAt
-from liferaft.disk.fsmap import FsMap, detect
+from liferaft.disk.fsmap import FsMap, detect_noted
 from liferaft.disk.layout import Layout, Partition, data_partitions, read_layout
 
 
@@ -27,6 +27,13 @@ class Region:
     note: str = ""
     free_bytes: int = 0
     """Free bytes yielded so far (complete once the backup has consumed every chunk)."""
+    settled: bool = False
+    """The maps on disk are current (a live backup's settling freeze): see FsMap.free_extents."""
+
+    @property
+    def recovery(self) -> str:
+        """Why the filesystem needs recovery, when the image of it is crash-consistent."""
+        return self.fs.recovery if self.fs is not None and not self.settled else ""
 
     @property
     def used_bytes(self) -> int:
@@ -38,13 +45,15 @@ class Region:
             return
         base, limit = self.partition.start, min(self.fs.info.size, self.partition.size)
         try:
-            for offset, length in self.fs.free_extents():
+            for offset, length in self.fs.free_extents(self.settled):
                 if offset < 0 or offset + length > limit:
                     raise DiskFormatError("free range outside the filesystem")
                 self.free_bytes += length
                 yield base + offset, length
         except (DiskFormatError, ValueError, IndexError) as exc:
             self.note = f"used-block map unreadable from here on ({exc}); the rest is imaged whole"
+        if self.fs.note:
+            self.note = self.fs.note
 
 
 @dataclass(eq=False)
@@ -55,8 +64,15 @@ class Plan:
     def free_extents(self) -> Iterator[tuple[int, int]]:
         return heapq.merge(*(r.free_extents() for r in self.regions))
 
+    @property
+    def needs_recovery(self) -> list[Region]:
+        """The regions whose filesystems need recovery (the image is crash-consistent there)."""
+        return [r for r in self.regions if r.recovery]
 
-def make_plan(read_at: ReadAt, size: int, all_blocks: bool = False) -> Plan:
+
+def make_plan(read_at: ReadAt, size: int, all_blocks: bool = False, settled: bool = False) -> Plan:
+    """settled: the source's filesystems were frozen after tracing began (a live backup), so
+    their maps on disk are current; otherwise journals and dirty flags are heeded."""
     layout = read_layout(read_at, size)
     parts = data_partitions(layout)
     if layout.table == "none":  # a partition or bare filesystem: it is the one region
@@ -66,10 +82,12 @@ def make_plan(read_at: ReadAt, size: int, all_blocks: bool = False) -> Plan:
         fs = None
         note = ""
         if not all_blocks:
-            fs = detect(_within(read_at, p), p.size)
-            if fs is None and layout.table != "none":
+            fs, why = detect_noted(_within(read_at, p), p.size)
+            if fs is None and why:
+                note = f"filesystem metadata does not parse ({why}): imaged whole"
+            elif fs is None and layout.table != "none":
                 note = "no known filesystem: imaged whole"
-        plan.regions.append(Region(p, fs, note))
+        plan.regions.append(Region(p, fs, note, settled=settled))
     return plan
 
 

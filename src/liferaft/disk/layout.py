@@ -52,7 +52,7 @@ def read_layout(read_at: ReadAt, size: int) -> Layout:
     """The partition table of a disk of size bytes; 'none' when there is no valid one."""
     try:
         mbr = read_at(0, SECTOR)
-        if len(mbr) < SECTOR or mbr[510:512] != b"\x55\xaa":
+        if len(mbr) < SECTOR or mbr[510:512] != b"\x55\xaa" or filesystem_boot_sector(mbr):
             return Layout("none", size, ())
         entries = _mbr_entries(mbr)
         if any(e[1] == 0xEE for e in entries):
@@ -63,6 +63,21 @@ def read_layout(read_at: ReadAt, size: int) -> Layout:
         return _read_mbr(read_at, size, entries)
     except (DiskFormatError, struct.error):
         return Layout("none", size, ())
+
+
+def filesystem_boot_sector(sector: bytes) -> bool:
+    """Whether a first sector is an NTFS or FAT boot sector (a partition or bare filesystem, such
+    as a Windows C: partition on its own), not a master boot record: both end in 0x55AA, and mkntfs
+    and mkfs.vfat leave the bytes where an MBR keeps its entries zero, which reads as an empty table."""
+    if sector[3:11] == b"NTFS    ":
+        return True
+    if sector[0] not in (0xEB, 0xE9):
+        return False
+    bps, spc, reserved, nfats = struct.unpack_from("<HBHB", sector, 11)
+    bpb = bps in (512, 1024, 2048, 4096) and spc != 0 and spc & (spc - 1) == 0 and reserved > 0 and nfats in (1, 2)
+    fat = bpb and (sector[0x36:0x39] == b"FAT" or sector[0x52:0x57] == b"FAT32")
+    # a boot loader may keep an old BPB in a real MBR: only an empty table makes it a filesystem
+    return fat and all(e[1] == 0 for e in _mbr_entries(sector))
 
 
 def _mbr_entries(sector: bytes) -> list[tuple[int, int, int, int]]:

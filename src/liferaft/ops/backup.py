@@ -24,6 +24,9 @@ from liferaft.source import providers
 from liferaft.source.providers.freeze_trace import LiveOptions, LiveSource
 from liferaft.source.usage import source_device
 
+CLEAN = "clean"
+CRASH = "crash-consistent"
+
 
 @dataclass(frozen=True, slots=True)
 class BackupResult:
@@ -43,6 +46,8 @@ class BackupResult:
     live: dict[str, Any] = field(default_factory=dict)
     """Live backups: passes, bytes re-read, the freeze window (freeze_ms), mountpoints."""
     notes: list[str] = field(default_factory=list)
+    consistency: str = CLEAN
+    """CLEAN (frozen and flushed, or never in use) or CRASH (as after a power cut)."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -69,16 +74,21 @@ def backup(
         options.notes.append(note)
     name = providers.choose(source) if provider == "auto" else provider
     src: LiveSource | None = None
+    view: LiveSource | providers.Provider
     if name == LiveSource.name:
-        src = LiveSource(source, repo.config.chunk_size, options)
+        src = view = LiveSource(source, repo.config.chunk_size, options)
         reader, close = src.reader, src.close
     else:
-        reader = providers.get(name).open(source, repo.config.chunk_size)
+        provider_ = view = providers.get(name)
+        reader = provider_.open(source, repo.config.chunk_size)
         close = reader.close
+    settled = src is not None
     try:
         if src is not None:
-            src.settle()  # before the used-block map is read, so that the map on disk is current
-        plan = make_plan(reader.read_at, reader.info.size, all_blocks)
+            # before the used-block map is read, so that the maps on disk are current (journals
+            # checkpointed by the freeze) and every later write is traced
+            src.settle()
+        plan = make_plan(reader.read_at, reader.info.size, all_blocks, settled)
         workers = workers or default_workers()
         im = Imager(repo, reader, progress, workers, device_readers(workers) if reader.direct else workers)
         try:
@@ -86,7 +96,7 @@ def backup(
             if src is not None:
                 im.before_read = src.copying
                 only, tracked = use_tracking(repo, im, src, source)
-                done = copy_live(im, src, plan, lambda: make_plan(reader.read_at, reader.info.size, all_blocks), only)
+                done = copy_live(im, src, plan, lambda: make_plan(reader.read_at, reader.info.size, all_blocks, settled), only)
                 plan = done.plan or plan
                 live_record = {**done.record(), "mountpoints": src.mountpoints, "tracking": tracked}
             else:
@@ -102,7 +112,10 @@ def backup(
                 "seconds": round(time.monotonic() - started, 3),
                 **live_record,
             }
-            sid = im.commit(name, stats, layout_record(plan), source)
+            consistency = CRASH if view.crash_consistent or plan.needs_recovery else CLEAN
+            if consistency == CRASH:
+                options.notes.append(_crash_note(name, plan))
+            sid = im.commit(name, stats, layout_record(plan, consistency), source)
         except BaseException as exc:
             im.abort()
             if isinstance(exc, KeyboardInterrupt):
@@ -128,13 +141,24 @@ def backup(
         partitions=[_partition_summary(r) for r in plan.regions],
         live=live_record,
         notes=list(options.notes),
+        consistency=consistency,
     )
 
 
-def layout_record(plan: Plan) -> dict[str, Any]:
+def _crash_note(provider: str, plan: Plan) -> str:
+    why = [f"partition {r.partition.number or '-'}: {r.recovery}" for r in plan.needs_recovery]
+    return (
+        f"the image is crash-consistent (as after a power cut; {provider}"
+        + (f"; {'; '.join(why)}" if why else "")
+        + "): a restored filesystem replays its journal when mounted; `restore --fsck` checks that it does"
+    )
+
+
+def layout_record(plan: Plan, consistency: str = CLEAN) -> dict[str, Any]:
     """The snapshot's layout record (docs/design.md, "Snapshot")."""
     lay = plan.layout
     return {
+        "consistency": consistency,
         "table": lay.table,
         "disk_uuid": lay.disk_uuid,
         "partitions": [
@@ -164,6 +188,7 @@ def _partition_summary(r: Region) -> dict[str, Any]:
         "uuid": info.uuid if info else "",
         "block_size": info.block_size if info else 0,
         "used": r.used_bytes,
-        "imaged": "used blocks" if info else "whole",
+        "imaged": "used blocks" if r.fs is not None and not r.fs.note else "whole",
         "note": r.note,
+        "recovery": r.recovery,
     }

@@ -120,6 +120,16 @@ def show(repo: Repository, name: str) -> dict[str, Any]:
         "chunk_size": snap.chunk_size,
         "chunks": snap.chunk_count,
         "image_digest": snap.image_digest.hex(),
+        "consistency": consistency(snap),
         "stats": snap.stats,
         "layout": snap.layout,
     }
+
+
+def consistency(snap: Snapshot) -> str:
+    """'clean', 'crash-consistent', or 'not recorded' (snapshots of liferaft before 0.2; a
+    reflink clone was always crash-consistent)."""
+    recorded = snap.layout.get("consistency")
+    if isinstance(recorded, str) and recorded:
+        return recorded
+    return "crash-consistent" if snap.provider == "reflink" else "not recorded"

@@ -29,10 +29,20 @@ class FsInfo:
 
 class FsMap(Protocol):
     info: FsInfo
+    recovery: str
+    """Why the filesystem needs recovery before use (a journal to replay, an NTFS marked dirty):
+    its image is crash-consistent. Empty when it is clean."""
+    note: str
+    """Set by free_extents when it counted the filesystem (or part of it) as used because it
+    cannot vouch for its map."""
 
-    def free_extents(self) -> Iterator[tuple[int, int]]:
+    def free_extents(self, settled: bool = False) -> Iterator[tuple[int, int]]:
         """(offset, length) of free byte ranges relative to the filesystem start, ascending,
-        non-overlapping, within info.size. Raises DiskFormatError when the metadata is bad."""
+        non-overlapping, within info.size. Raises DiskFormatError when the metadata is bad.
+
+        settled: the filesystem was frozen after every write to it began to be traced (a live
+        backup), so its maps on disk are current for everything not traced: a journal or a
+        dirty flag is then no reason to doubt them."""
         ...
 
 
@@ -91,14 +101,22 @@ def merged(extents: Iterator[tuple[int, int]]) -> Iterator[tuple[int, int]]:
 
 def detect(read_at: ReadAt, size: int) -> FsMap | None:
     """The filesystem at the start of read_at's space, or None when none is recognised."""
+    return detect_noted(read_at, size)[0]
+
+
+def detect_noted(read_at: ReadAt, size: int) -> tuple[FsMap | None, str]:
+    """The filesystem at the start of read_at's space, or None and, when a filesystem's magic
+    was found but its metadata does not parse, why."""
     from liferaft.disk.fsmap import ext, fat, ntfs, swap
 
     probes: list[Callable[[ReadAt, int], FsMap | None]] = [ext.probe, ntfs.probe, fat.probe, swap.probe]
+    why = ""
     for probe in probes:
         try:
             found = probe(read_at, size)
-        except (DiskFormatError, ValueError, IndexError):
+        except (DiskFormatError, ValueError, IndexError) as exc:
             found = None
+            why = why or f"{exc}"
         if found is not None:
-            return found
-    return None
+            return found, ""
+    return None, why

@@ -1,31 +1,47 @@
-"""ext2/3/4 used blocks, from the block bitmaps (read one group at a time).
+"""ext2/3/4 used blocks, from the block bitmaps (read one group at a time), and from the journal
+when the filesystem needs recovery.
 
 Handles 1-64 KiB blocks, 64-bit descriptors, flex_bg (bitmaps anywhere), meta_bg (descriptor
-blocks spread over the groups, as mke2fs lays out filesystems with thousands of groups) and groups
-whose bitmap was never initialised (BLOCK_UNINIT: only the group's leading metadata is in use, as
-the free count in its descriptor says).
+blocks spread over the groups, as mke2fs lays out filesystems with thousands of groups), bigalloc
+(a bit per cluster) and groups whose bitmap was never initialised (BLOCK_UNINIT: only the group's
+leading metadata is in use, as the free count in its descriptor says).
+
+A filesystem with ``needs_recovery`` and a non-empty journal (a crash-consistent image) has
+allocations that only the journal's copies of its bitmaps and descriptors hold. A block then
+counts as used when the disk or any committed journal copy says so (``jbd2``). A journal that
+cannot be read with certainty (external, fast commits, unknown features, damage) makes the whole
+filesystem count as used, with a note. A live backup's map is read after its settling freeze,
+which checkpointed the journal (``settled``): the journal is not read then.
 """
 
 from __future__ import annotations
 
+import bisect
 import struct
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from liferaft.disk import ReadAt, need
+from liferaft.disk import DiskFormatError, ReadAt, need
 from liferaft.disk.fsmap import FsInfo, merged, runs
+from liferaft.disk.fsmap.jbd2 import Copy, Journal, JournalUncertain
 
 MAGIC = 0xEF53
+COMPAT_JOURNAL = 0x4
+INCOMPAT_RECOVER = 0x4
+INCOMPAT_JOURNAL_DEV = 0x8
 INCOMPAT_META_BG = 0x10
 INCOMPAT_EXTENTS = 0x40
 INCOMPAT_64BIT = 0x80
 INCOMPAT_FLEX_BG = 0x200
-COMPAT_JOURNAL = 0x4
+RO_SPARSE_SUPER = 0x1
 RO_GDT_CSUM = 0x10
+RO_BIGALLOC = 0x200
 RO_METADATA_CSUM = 0x400
 BG_BLOCK_UNINIT = 0x2
-RO_SPARSE_SUPER = 0x1
+JOURNAL_INODE = 8
+EXTENTS_FL = 0x80000
+EXTENT_MAGIC = 0xF30A
 
 
 def _has_super(group: int, sparse: bool) -> bool:
@@ -44,32 +60,241 @@ def _has_super(group: int, sparse: bool) -> bool:
 @dataclass(frozen=True, slots=True)
 class _Group:
     first: int
+    """First block."""
     count: int
+    """Bits of its bitmap: clusters (blocks, without bigalloc)."""
     bitmap: int
     uninit: bool
     free: int
+    """Free clusters, as its descriptor says."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Geometry:
+    bs: int
+    cluster: int
+    """Bytes a bitmap bit stands for."""
+    blocks: int
+    first_data_block: int
+    bpg: int
+    cpg: int
+    desc_size: int
+    per_block: int
+    first_meta_bg: int
+    sparse: bool
+    csum: bool
+    is64: bool
+
+    def descriptor_block(self, g: int) -> int:
+        meta_group = g // self.per_block
+        if meta_group < self.first_meta_bg:  # the classic table right after the superblock
+            return self.first_data_block + 1 + meta_group
+        first = meta_group * self.per_block  # meta_bg: the first block of the meta group's first group
+        return self.first_data_block + first * self.bpg + (1 if _has_super(first, self.sparse) else 0)
+
+    def group(self, g: int, d: bytes) -> _Group:
+        """Group g from its descriptor's bytes."""
+        bitmap = struct.unpack_from("<I", d, 0)[0] | (struct.unpack_from("<I", d, 0x20)[0] << 32 if self.desc_size >= 64 else 0)
+        free = struct.unpack_from("<H", d, 0xC)[0] | (struct.unpack_from("<H", d, 0x2C)[0] << 16 if self.desc_size >= 64 else 0)
+        (flags,) = struct.unpack_from("<H", d, 0x12)
+        first = self.first_data_block + g * self.bpg
+        count = min(self.cpg, -(-(self.blocks - first) * self.bs // self.cluster))
+        uninit = self.csum and bool(flags & BG_BLOCK_UNINIT)
+        need(uninit or 0 < bitmap < self.blocks, "ext: block bitmap outside the filesystem")
+        need(free <= count, "ext: more free blocks than the group holds")
+        return _Group(first, count, bitmap, uninit, free)
+
+    def groups_in(self, table: bytes, first_group: int, ngroups: int) -> Iterator[tuple[int, _Group]]:
+        """The groups whose descriptors a descriptor block holds."""
+        for k in range(min(self.per_block, ngroups - first_group)):
+            at = k * self.desc_size
+            yield first_group + k, self.group(first_group + k, table[at : at + self.desc_size])
 
 
 class ExtMap:
-    def __init__(self, read_at: ReadAt, info: FsInfo, first_data_block: int, groups: list[_Group]) -> None:
-        self._read_at, self.info = read_at, info
-        self._first_data_block = first_data_block
+    def __init__(
+        self, read_at: ReadAt, info: FsInfo, geo: _Geometry, groups: list[_Group], journal: Journal | None, uncertain: str = ""
+    ) -> None:
+        self._read_at, self.info, self._geo = read_at, info, geo
         self._groups = groups
+        self._journal, self._uncertain = journal, uncertain
+        self.recovery = "its journal holds committed transactions not yet written in place" if journal or uncertain else ""
+        self.note = ""
 
-    def free_extents(self) -> Iterator[tuple[int, int]]:
-        return merged(self._free())
+    def free_extents(self, settled: bool = False) -> Iterator[tuple[int, int]]:
+        if settled or (self._journal is None and not self._uncertain):
+            return merged(self._free({}, {}))
+        try:
+            if self._uncertain:
+                raise JournalUncertain(self._uncertain)
+            assert self._journal is not None
+            descriptors, bitmaps = self._journal_views(self._journal)
+        except (JournalUncertain, DiskFormatError, struct.error) as exc:
+            self.note = f"needs journal recovery, and its journal cannot be read with certainty ({exc}): imaged whole"
+            return iter(())
+        return merged(self._free(descriptors, bitmaps))
 
-    def _free(self) -> Iterator[tuple[int, int]]:
-        bs = self.info.block_size
-        for g in self._groups:
-            if g.uninit:
-                used = g.count - g.free
-                if used < g.count:
-                    yield (g.first + used) * bs, (g.count - used) * bs
+    def _journal_views(self, journal: Journal) -> tuple[dict[int, tuple[int, bool]], dict[int, list[Copy]]]:
+        """What the committed journal copies say of each group they touch: from the copies of its
+        descriptor, the fewest free clusters of an uninitialised view (or -1) and whether a view
+        has its bitmap initialised; and the copies of its bitmap block."""
+        geo = self._geo
+        tables: dict[int, int] = {}  # descriptor block -> its first group
+        for g in range(0, len(self._groups), geo.per_block):
+            tables[geo.descriptor_block(g)] = g
+        bitmap_group = {grp.bitmap: g for g, grp in enumerate(self._groups) if grp.bitmap}
+        copies = journal.copies(lambda b: b in tables or b in bitmap_group)
+        descriptors: dict[int, tuple[int, bool]] = {}
+        for block, first in tables.items():
+            for copy in copies.get(block, []):
+                for g, grp in geo.groups_in(journal.content(copy), first, len(self._groups)):
+                    if grp.bitmap != self._groups[g].bitmap and not grp.uninit:
+                        raise JournalUncertain(f"the journal moves the block bitmap of group {g}")
+                    fewest, init = descriptors.get(g, (-1, False))
+                    if grp.uninit:
+                        fewest = grp.free if fewest < 0 else min(fewest, grp.free)
+                    descriptors[g] = (fewest, init or not grp.uninit)
+        bitmaps = {g: copies[block] for block, g in bitmap_group.items() if block in copies}
+        return descriptors, bitmaps
+
+    def _bits(self, g: _Group) -> bytes:
+        """A group's bitmap as the disk has it (an uninitialised one: its leading used clusters)."""
+        if g.uninit:
+            return _leading(g.count, g.count - g.free)
+        bits = self._read_at(g.bitmap * self._geo.bs, self._geo.bs)
+        need(len(bits) == self._geo.bs, "ext: short block bitmap")
+        return bits
+
+    def _free(self, descriptors: dict[int, tuple[int, bool]], bitmaps: dict[int, list[Copy]]) -> Iterator[tuple[int, int]]:
+        bs, unit = self._geo.bs, self._geo.cluster
+        for n, g in enumerate(self._groups):
+            if n not in descriptors and n not in bitmaps:
+                if g.uninit:
+                    used = g.count - g.free
+                    if used < g.count:
+                        yield g.first * bs + used * unit, (g.count - used) * unit
+                    continue
+                yield from runs(self._bits(g), g.count, unit, g.first * bs)
                 continue
-            bits = self._read_at(g.bitmap * bs, bs)
-            need(len(bits) == bs, "ext: short block bitmap")
-            yield from runs(bits, g.count, bs, g.first * bs)
+            # used where the disk or any committed journal copy says so
+            size = -(-g.count // 8)
+            union = int.from_bytes(self._bits(g)[:size], "little")
+            fewest, init = descriptors.get(n, (-1, False))
+            if fewest >= 0:
+                union |= int.from_bytes(_leading(g.count, g.count - fewest), "little")
+            if init and g.uninit:  # the replayed descriptor points at the bitmap block on disk
+                union |= int.from_bytes(self._bits(_Group(g.first, g.count, g.bitmap, False, 0))[:size], "little")
+            assert self._journal is not None
+            for copy in bitmaps.get(n, []):
+                union |= int.from_bytes(self._journal.content(copy)[:size], "little")
+            yield from runs(union.to_bytes(size, "little"), g.count, unit, g.first * bs)
+
+
+def _leading(count: int, used: int) -> bytes:
+    """A bitmap of count bits whose first used bits are set."""
+    partial = bytes([(1 << (used % 8)) - 1]) if used % 8 else b""
+    return (b"\xff" * (used // 8) + partial).ljust(-(-count // 8), b"\0")
+
+
+def _extent_runs(read_at: ReadAt, bs: int, node: bytes, depth_left: int, out: list[tuple[int, int, int]]) -> None:
+    """(logical, physical, length) of an extent tree node, appended in order."""
+    magic, entries, _max, depth = struct.unpack_from("<HHHH", node, 0)
+    need(magic == EXTENT_MAGIC and 12 + 12 * entries <= len(node) and depth <= depth_left, "ext: bad extent node")
+    for i in range(entries):
+        at = 12 + 12 * i
+        if depth == 0:
+            logical, length, hi, lo = struct.unpack_from("<IHHI", node, at)
+            if length > 32768:  # an unwritten extent
+                length -= 32768
+            out.append((logical, lo | hi << 32, length))
+        else:
+            logical, lo, hi = struct.unpack_from("<IIH", node, at)
+            child = read_at((lo | hi << 32) * bs, bs)
+            need(len(child) == bs, "ext: short extent block")
+            _extent_runs(read_at, bs, child, depth - 1, out)
+
+
+def _indirect_runs(read_at: ReadAt, bs: int, i_block: bytes, count: int) -> list[tuple[int, int, int]]:
+    """(logical, physical, length) of a block-mapped (ext2/3) file of count blocks."""
+    per = bs // 4
+    out: list[tuple[int, int, int]] = []
+
+    def add(physical: int) -> None:
+        logical = len(out) and out[-1][0] + out[-1][2]
+        need(physical != 0, "ext: hole in the journal")
+        if out and out[-1][1] + out[-1][2] == physical:
+            out[-1] = (out[-1][0], out[-1][1], out[-1][2] + 1)
+        else:
+            out.append((logical, physical, 1))
+
+    def walk(block: int, level: int, left: int) -> int:
+        """Add up to left blocks mapped below an indirect block of level; the number added."""
+        need(block != 0, "ext: hole in the journal")
+        raw = read_at(block * bs, bs)
+        need(len(raw) == bs, "ext: short indirect block")
+        done = 0
+        for ptr in struct.unpack(f"<{per}I", raw):
+            if done >= left:
+                break
+            if level == 0:
+                add(ptr)
+                done += 1
+            else:
+                done += walk(ptr, level - 1, left - done)
+        return done
+
+    ptrs = struct.unpack("<15I", i_block)
+    for ptr in ptrs[:12]:
+        if sum(r[2] for r in out) >= count:
+            return out
+        add(ptr)
+    left = count - sum(r[2] for r in out)
+    for level, ptr in enumerate(ptrs[12:]):
+        if left <= 0:
+            break
+        left -= walk(ptr, level, left)
+    need(left <= 0, "ext: journal shorter than its size")
+    return out
+
+
+def _journal(read_at: ReadAt, sb: bytes, geo: _Geometry, table0: int) -> Journal | None:
+    """The journal of a filesystem that needs recovery, None when it needs none (no journal,
+    not marked, or an empty log). Raises JournalUncertain when it cannot be read with certainty."""
+    compat, incompat = struct.unpack_from("<II", sb, 0x5C)
+    if not compat & COMPAT_JOURNAL or not incompat & INCOMPAT_RECOVER:
+        return None
+    inum: int = struct.unpack_from("<I", sb, 0xE0)[0]
+    if inum == 0:
+        raise JournalUncertain("an external journal")
+    ipg, isize = struct.unpack_from("<I", sb, 0x28)[0], struct.unpack_from("<H", sb, 0x58)[0]
+    need(isize >= 128 and inum <= ipg, "ext: bad inode geometry")
+    bs = geo.bs
+    inode = read_at(table0 * bs + (inum - 1) * isize, 128)
+    need(len(inode) == 128, "ext: short journal inode")
+    size = struct.unpack_from("<I", inode, 0x4)[0] | struct.unpack_from("<I", inode, 0x6C)[0] << 32
+    (flags,) = struct.unpack_from("<I", inode, 0x20)
+    count = size // bs
+    need(count > 1, "ext: empty journal inode")
+    i_block = inode[0x28:0x64]
+    if flags & EXTENTS_FL:
+        extents: list[tuple[int, int, int]] = []
+        _extent_runs(read_at, bs, i_block, 5, extents)
+    else:
+        extents = _indirect_runs(read_at, bs, i_block, count)
+    extents.sort()
+    starts = [e[0] for e in extents]
+
+    def where(n: int) -> int:
+        k = bisect.bisect_right(starts, n) - 1
+        if k < 0 or n >= extents[k][0] + extents[k][2]:
+            raise JournalUncertain(f"journal block {n} is not mapped")
+        physical = extents[k][1] + n - extents[k][0]
+        if physical >= geo.blocks:
+            raise JournalUncertain("journal block outside the filesystem")
+        return physical * bs
+
+    journal = Journal(read_at, bs, where, count)
+    return None if journal.empty else journal
 
 
 def probe(read_at: ReadAt, size: int) -> ExtMap | None:
@@ -81,51 +306,55 @@ def probe(read_at: ReadAt, size: int) -> ExtMap | None:
     bs = 1024 << log_bs
     (blocks_lo,) = struct.unpack_from("<I", sb, 0x4)
     first_data_block: int = struct.unpack_from("<I", sb, 0x14)[0]
-    bpg: int = struct.unpack_from("<I", sb, 0x20)[0]
+    log_cluster, bpg, cpg = struct.unpack_from("<III", sb, 0x1C)
     compat, incompat, ro_compat = struct.unpack_from("<III", sb, 0x5C)
+    need(not incompat & INCOMPAT_JOURNAL_DEV, "ext: an external journal device, not a filesystem")
+    bigalloc = bool(ro_compat & RO_BIGALLOC)
+    cluster = 1024 << log_cluster if bigalloc else bs
+    need(log_cluster <= 25 and cluster >= bs, "ext: bad cluster size")
+    if not bigalloc:
+        cpg = bpg
     is64 = bool(incompat & INCOMPAT_64BIT)
     blocks = blocks_lo | (struct.unpack_from("<I", sb, 0x150)[0] << 32 if is64 else 0)
     desc_size: int = struct.unpack_from("<H", sb, 0xFE)[0] if is64 else 32
-    need(bpg > 0 and bpg <= 8 * bs and blocks > first_data_block, "ext: bad geometry")
+    need(0 < cpg <= 8 * bs and bpg == cpg * (cluster // bs) and blocks > first_data_block, "ext: bad geometry")
     need(blocks * bs <= size, "ext: filesystem larger than its partition")
     need(desc_size >= 32 and desc_size & (desc_size - 1) == 0 and desc_size <= 1024, "ext: bad descriptor size")
     if incompat & (INCOMPAT_EXTENTS | INCOMPAT_64BIT | INCOMPAT_FLEX_BG):
         kind = "ext4"
     else:
         kind = "ext3" if compat & COMPAT_JOURNAL else "ext2"
-    csum = bool(ro_compat & (RO_GDT_CSUM | RO_METADATA_CSUM))
     ngroups = -(-(blocks - first_data_block) // bpg)
     per_block = bs // desc_size
-    first_meta_bg: int = struct.unpack_from("<I", sb, 0x104)[0] if incompat & INCOMPAT_META_BG else ngroups
-    sparse = bool(ro_compat & RO_SPARSE_SUPER)
-
-    def descriptor_block(g: int) -> int:
-        meta_group = g // per_block
-        if meta_group < first_meta_bg:  # the classic table right after the superblock
-            return first_data_block + 1 + meta_group
-        first = meta_group * per_block  # meta_bg: the first block of the meta group's first group
-        return first_data_block + first * bpg + (1 if _has_super(first, sparse) else 0)
-
-    blocks_read: dict[int, bytes] = {}
-    groups = []
-    for g in range(ngroups):
-        block = descriptor_block(g)
+    geo = _Geometry(
+        bs=bs,
+        cluster=cluster,
+        blocks=blocks,
+        first_data_block=first_data_block,
+        bpg=bpg,
+        cpg=cpg,
+        desc_size=desc_size,
+        per_block=per_block,
+        first_meta_bg=struct.unpack_from("<I", sb, 0x104)[0] if incompat & INCOMPAT_META_BG else ngroups,
+        sparse=bool(ro_compat & RO_SPARSE_SUPER),
+        csum=bool(ro_compat & (RO_GDT_CSUM | RO_METADATA_CSUM)),
+        is64=is64,
+    )
+    groups: list[_Group] = []
+    table0 = 0
+    for first in range(0, ngroups, per_block):  # descriptors are read in order, a block at a time
+        block = geo.descriptor_block(first)
         need(block < blocks, "ext: group descriptor outside the filesystem")
-        if block not in blocks_read:
-            blocks_read.clear()  # descriptors are read in order: keep one block at a time
-            blocks_read[block] = read_at(block * bs, bs)
-            need(len(blocks_read[block]) == bs, "ext: short group descriptor block")
-        at = (g % per_block) * desc_size
-        d = blocks_read[block][at : at + desc_size]
-        bitmap = struct.unpack_from("<I", d, 0)[0] | (struct.unpack_from("<I", d, 0x20)[0] << 32 if desc_size >= 64 else 0)
-        free = struct.unpack_from("<H", d, 0xC)[0] | (struct.unpack_from("<H", d, 0x2C)[0] << 16 if desc_size >= 64 else 0)
-        (flags,) = struct.unpack_from("<H", d, 0x12)
-        first = first_data_block + g * bpg
-        count = min(bpg, blocks - first)
-        uninit = csum and bool(flags & BG_BLOCK_UNINIT)
-        need(uninit or 0 < bitmap < blocks, "ext: block bitmap outside the filesystem")
-        need(free <= count, "ext: more free blocks than the group holds")
-        groups.append(_Group(first, count, bitmap, uninit, free))
+        table = read_at(block * bs, bs)
+        need(len(table) == bs, "ext: short group descriptor block")
+        if first == 0:  # group 0's inode table holds the journal's inode
+            (table0,) = struct.unpack_from("<I", table, 0x8)
+            table0 |= struct.unpack_from("<I", table, 0x28)[0] << 32 if desc_size >= 64 else 0
+        groups += [grp for _, grp in geo.groups_in(table, first, ngroups)]
     label = sb[0x78:0x88].split(b"\0", 1)[0].decode("utf-8", "replace")
     info = FsInfo(kind, label, str(uuid.UUID(bytes=sb[0x68:0x78])), bs, blocks * bs)
-    return ExtMap(read_at, info, first_data_block, groups)
+    try:
+        journal = _journal(read_at, sb, geo, table0)
+    except (DiskFormatError, struct.error, ValueError) as exc:
+        return ExtMap(read_at, info, geo, groups, None, uncertain=str(exc) or type(exc).__name__)
+    return ExtMap(read_at, info, geo, groups, journal)

@@ -16,8 +16,9 @@ class FatMap:
     def __init__(self, read_at: ReadAt, info: FsInfo, fat_offset: int, data_offset: int, clusters: int) -> None:
         self._read_at, self.info = read_at, info
         self._fat_offset, self._data_offset, self._clusters = fat_offset, data_offset, clusters
+        self.recovery = self.note = ""  # FAT has no journal: the FAT on disk is the allocation
 
-    def free_extents(self) -> Iterator[tuple[int, int]]:
+    def free_extents(self, settled: bool = False) -> Iterator[tuple[int, int]]:
         return merged(self._free())
 
     def _entries(self, first: int, count: int) -> list[int]:

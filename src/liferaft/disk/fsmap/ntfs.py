@@ -1,5 +1,10 @@
 """NTFS used clusters, from $Bitmap (MFT record 6): its data runs are parsed and the bitmap read
-in pieces. The backup boot sector after the last cluster counts as used."""
+in pieces. The backup boot sector after the last cluster counts as used.
+
+An NTFS marked dirty in $Volume, or whose $LogFile restart area is not clean (a crash-consistent
+image of a running Windows, a dead machine's disk), may have allocations that only its log
+holds: its $Bitmap cannot be proved complete, so it is imaged whole with a note (unless the
+backup is settled: a live backup traced every write after the sync that flushed $Bitmap)."""
 
 from __future__ import annotations
 
@@ -13,10 +18,15 @@ PIECE = 1 << 20
 """Bitmap bytes read at a time (8 M clusters)."""
 
 
-def _record(read_at: ReadAt, offset: int, size: int, sector: int) -> bytes:
-    """An MFT record with its update-sequence fixups applied."""
+VOLUME_IS_DIRTY = 0x0001
+RESTART_VOLUME_IS_CLEAN = 0x0002
+LOGFILE_NO_CLIENT = 0xFFFF
+
+
+def _record(read_at: ReadAt, offset: int, size: int, sector: int, magic: bytes = b"FILE") -> bytes:
+    """An MFT record (or another multi-sector structure) with its update-sequence fixups applied."""
     rec = bytearray(read_at(offset, size))
-    need(len(rec) == size and rec[:4] == b"FILE", "ntfs: bad MFT record")
+    need(len(rec) == size and rec[:4] == magic, f"ntfs: bad {magic.decode()} record")
     usa_ofs, usa_count = struct.unpack_from("<HH", rec, 4)
     need(usa_count >= 1 and usa_ofs + 2 * usa_count <= size and (usa_count - 1) * sector <= size, "ntfs: bad fixups")
     usn = rec[usa_ofs : usa_ofs + 2]
@@ -60,8 +70,12 @@ class NtfsMap:
     def __init__(self, read_at: ReadAt, info: FsInfo, clusters: int, bitmap_runs: list[tuple[int, int]]) -> None:
         self._read_at, self.info = read_at, info
         self._clusters, self._runs = clusters, bitmap_runs
+        self.recovery = self.note = ""
 
-    def free_extents(self) -> Iterator[tuple[int, int]]:
+    def free_extents(self, settled: bool = False) -> Iterator[tuple[int, int]]:
+        if self.recovery and not settled:
+            self.note = f"{self.recovery}, so its $Bitmap cannot be proved complete: imaged whole"
+            return iter(())
         return merged(self._free())
 
     def _free(self) -> Iterator[tuple[int, int]]:
@@ -103,14 +117,52 @@ def probe(read_at: ReadAt, size: int) -> NtfsMap | None:
             bitmap_runs = _data_runs(attr)
     need(bool(bitmap_runs), "ntfs: $Bitmap has no data runs")
     need(all(lcn + n <= clusters for lcn, n in bitmap_runs), "ntfs: $Bitmap outside the volume")
-    label = ""
+    label, flags = "", -1
     try:
         for kind, attr in _attributes(_record(read_at, mft_lcn * cluster + 3 * record_size, record_size, bps)):
-            if kind == 0x60 and attr[8] == 0:
+            if kind in (0x60, 0x70) and attr[8] == 0:  # resident $VOLUME_NAME, $VOLUME_INFORMATION
                 length, offset = struct.unpack_from("<IH", attr, 0x10)
-                label = attr[offset : offset + length].decode("utf-16-le", "replace")
+                value = attr[offset : offset + length]
+                if kind == 0x60:
+                    label = value.decode("utf-16-le", "replace")
+                elif len(value) >= 12:
+                    (flags,) = struct.unpack_from("<H", value, 0x0A)
     except (DiskFormatError, struct.error):
-        pass  # a label is a nicety; the map does not depend on it
+        pass  # no label, and no volume flags: imaged whole below
     serial = struct.unpack_from("<Q", bs, 0x48)[0]
     info = FsInfo("ntfs", label, f"{serial:016X}", cluster, clusters * cluster)
-    return NtfsMap(read_at, info, clusters, bitmap_runs)
+    found = NtfsMap(read_at, info, clusters, bitmap_runs)
+    if flags < 0:
+        found.recovery = "its $Volume (MFT record 3) has no readable volume information"
+    elif flags & VOLUME_IS_DIRTY:
+        found.recovery = "it is marked dirty"
+    else:
+        found.recovery = _logfile_state(read_at, mft_lcn * cluster + 2 * record_size, record_size, bps, cluster, clusters)
+    return found
+
+
+def _logfile_state(read_at: ReadAt, record_at: int, record_size: int, bps: int, cluster: int, clusters: int) -> str:
+    """Why $LogFile (MFT record 2) is not clean, or "" when it is: its first restart page says
+    the volume is clean or has no client, or the log was emptied (all 0xFF, as ntfs-3g leaves it)."""
+    try:
+        runs_ = []
+        for kind, attr in _attributes(_record(read_at, record_at, record_size, bps)):
+            if kind == 0x80 and attr[9] == 0 and attr[8] == 1:
+                runs_ = _data_runs(attr)
+        need(bool(runs_) and runs_[0][0] + 1 <= clusters, "no data runs")
+        page_at = runs_[0][0] * cluster
+        head = read_at(page_at, 512)
+        need(len(head) == 512, "short restart page")
+        if head == b"\xff" * 512:
+            return ""
+        (page_size,) = struct.unpack_from("<I", head, 0x10)
+        need(page_size in (512, 1024, 2048, 4096, 8192, 16384, 32768, 65536), "bad restart page size")
+        page = _record(read_at, page_at, page_size, 512, b"RSTR")
+        (ra,) = struct.unpack_from("<H", page, 0x18)
+        need(ra + 16 <= page_size, "bad restart area offset")
+        in_use, ra_flags = struct.unpack_from("<HH", page, ra + 0x0C)
+    except (DiskFormatError, struct.error) as exc:
+        return f"its $LogFile cannot be read ({exc})"
+    if in_use == LOGFILE_NO_CLIENT or ra_flags & RESTART_VOLUME_IS_CLEAN:
+        return ""
+    return "its $LogFile holds operations not yet written in place (not cleanly unmounted)"

@@ -14,8 +14,9 @@ PAGE = 4096
 class SwapMap:
     def __init__(self, info: FsInfo) -> None:
         self.info = info
+        self.recovery = self.note = ""
 
-    def free_extents(self) -> Iterator[tuple[int, int]]:
+    def free_extents(self, settled: bool = False) -> Iterator[tuple[int, int]]:
         if self.info.size > PAGE:
             yield PAGE, self.info.size - PAGE
 

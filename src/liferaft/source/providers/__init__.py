@@ -10,6 +10,9 @@ from liferaft.source.device import SourceReader
 
 class Provider(Protocol):
     name: str
+    crash_consistent: bool
+    """Its view is what a power cut would have left (a clone of a running VM's disk), not a
+    frozen and flushed one: filesystems in it may need recovery (docs/design.md, "Consistency")."""
 
     def open(self, path: str, chunk_size: int) -> SourceReader:
         """A reader over a consistent view of path; raises SourceInUse / SourceUnreadable."""

@@ -178,6 +178,11 @@ class LiveSource:
                 )
 
     @property
+    def crash_consistent(self) -> bool:
+        """Only filesystems that have no freeze (FUSE, FAT) make a live image crash-consistent."""
+        return bool(self.unfreezable)
+
+    @property
     def freezable(self) -> list[str]:
         return [mp for mp in self.mountpoints if mp not in (self.unfreezable or [])]
 

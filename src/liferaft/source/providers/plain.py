@@ -11,6 +11,9 @@ from liferaft.source.usage import in_use
 
 class PlainProvider:
     name = "plain"
+    crash_consistent = False
+    """Nothing uses the source; a filesystem on it that needs recovery (a dead machine's disk)
+    makes the image crash-consistent all the same (the plan says so)."""
 
     def open(self, path: str, chunk_size: int) -> SourceReader:
         holder = in_use(path)

@@ -19,6 +19,7 @@ FICLONE = 0x40049409
 
 class ReflinkProvider:
     name = "reflink"
+    crash_consistent = True
 
     def open(self, path: str, chunk_size: int) -> SourceReader:
         try:
