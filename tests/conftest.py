@@ -168,3 +168,34 @@ def write_image(path: Path, size: int, seed: int = 1) -> bytes:
     assert len(data) == size
     path.write_bytes(bytes(data))
     return bytes(data)
+
+
+@pytest.fixture
+def no_writeback() -> Iterator[None]:
+    """The kernel's periodic writeback off for the test, restored at teardown: a mounted ext4's
+    committed metadata then stays in its journal (not checkpointed to its home blocks) until
+    something syncs or freezes it, whatever the machine's speed. Crash-consistent copies taken
+    meanwhile need journal recovery, deterministically."""
+    knob = Path("/proc/sys/vm/dirty_writeback_centisecs")
+    before = knob.read_text()
+    knob.write_text("0\n")
+    try:
+        yield
+    finally:
+        knob.write_text(before)
+
+
+def fresh_files(where: Path, count: int, size: int, seed: int) -> dict[str, bytes]:
+    """count new files of size random bytes in where, each fsync'ed; {name: content}."""
+    import random
+
+    r = random.Random(seed)
+    made = {}
+    for n in range(count):
+        data = r.randbytes(size)
+        with open(where / f"fresh{seed}-{n}.bin", "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        made[f"fresh{seed}-{n}.bin"] = data
+    return made

@@ -29,7 +29,7 @@ MTOOLS = {"MTOOLS_SKIP_CHECK": "1"}
 @dataclass(frozen=True)
 class Part:
     fs: str
-    """ext2 ext3 ext4 ext4-64 ntfs fat16 fat32 swap raw"""
+    """ext2 ext3 ext4 ext4-64 ext4-bigalloc ntfs fat16 fat32 swap raw"""
     mib: int
 
 
@@ -96,7 +96,7 @@ def format_and_fill(dev: str, fs: str, where: Path, seed: int) -> None:
     payload = os.urandom(300_000) + bytes(200_000) + f"partition {seed}\n".encode() * 1000
     if fs.startswith("ext"):
         kind, *extra = fs.split("-")
-        opts = ["-O", "64bit"] if extra == ["64"] else []
+        opts = {"64": ["-O", "64bit"], "bigalloc": ["-O", "bigalloc", "-C", "16384"]}.get("-".join(extra), [])
         sh(f"mkfs.{kind}", "-q", "-F", *opts, "-L", f"lr{seed}", dev)
         with mounted(dev, where, fs) as m:
             sh("cp", "-a", str(SAMPLE), str(m / "doc"))

@@ -48,6 +48,9 @@ def test_whole_disk_with_every_filesystem(cli: Callable[..., Result], repo: Path
     assert {n: regions[n]["filesystem"] for n in numbers} == expected_fs
     assert res["free_chunks"] > 0
     assert res["bytes_read"] < disk.stat().st_size * 0.6  # free space is neither read nor stored
+    # cleanly unmounted filesystems: clean, and no journal or dirty flag makes any of them whole
+    assert res["consistency"] == "clean"
+    assert all(regions[n]["imaged"] == "used blocks" and not regions[n]["recovery"] for n in numbers)
 
     shown = cli("show", "latest", repo=repo).out
     labels = {"ext": "lr", "ntfs": "NT", "fat": "FAT", "swap": "sw"}  # as tests/disks.py names them

@@ -87,10 +87,13 @@ class _Geometry:
 
     def descriptor_block(self, g: int) -> int:
         meta_group = g // self.per_block
-        if meta_group < self.first_meta_bg:  # the classic table right after the superblock
-            return self.first_data_block + 1 + meta_group
+        if meta_group < self.first_meta_bg:  # the classic table right after the superblock's block
+            return 1024 // self.bs + 1 + meta_group  # (bigalloc with 1 KiB blocks: first data block 0, superblock in 1)
         first = meta_group * self.per_block  # meta_bg: the first block of the meta group's first group
-        return self.first_data_block + first * self.bpg + (1 if _has_super(first, self.sparse) else 0)
+        skip = (1 if _has_super(first, self.sparse) else 0) + (
+            1 if self.bs == 1024 and first == 0 and self.first_data_block == 0 else 0
+        )
+        return self.first_data_block + first * self.bpg + skip
 
     def group(self, g: int, d: bytes) -> _Group:
         """Group g from its descriptor's bytes."""
