@@ -79,8 +79,8 @@ def backup(
         src = view = LiveSource(source, repo.config.chunk_size, options)
         reader, close = src.reader, src.close
     else:
-        provider_ = view = providers.get(name)
-        reader = provider_.open(source, repo.config.chunk_size)
+        chosen = view = providers.get(name)
+        reader = chosen.open(source, repo.config.chunk_size)
         close = reader.close
     settled = src is not None
     try:

@@ -23,6 +23,7 @@ from liferaft.errors import ResizeFailed, TargetTooSmall, UsageError
 from liferaft.format.snapshot import Snapshot
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.ops.restore import RestoreResult, _write, kernel_view, restore
+from liferaft.ops.snapshots import select
 from liferaft.repo.repository import Repository
 from liferaft.source.loop import loop_device
 from liferaft.source.target import TargetWriter, staged
@@ -113,7 +114,7 @@ def restore_resized(
 ) -> RestoreResult:  # fmt: skip
     progress = progress or NoProgress()
     started = time.monotonic()
-    sid = repo.resolve(name)
+    sid = select(repo, name)
     snap = repo.load_snapshot(sid)
     new = _target_size(target, size)
     if new == snap.size:

@@ -21,6 +21,7 @@ from liferaft.format import FREE_ID, UNSTORED, ZERO_ID, ChunkId
 from liferaft.format.snapshot import Snapshot
 from liferaft.ops.pipeline import default_workers, ordered_map
 from liferaft.ops.progress import NoProgress, Progress
+from liferaft.ops.snapshots import select
 from liferaft.repo.index import ChunkIndex
 from liferaft.repo.repository import Repository
 from liferaft.source.device import SourceReader
@@ -83,7 +84,7 @@ def restore(
     always writes in place, into what the target holds."""
     progress = progress or NoProgress()
     started = time.monotonic()
-    sid = repo.resolve(name)
+    sid = select(repo, name)
     snap = repo.load_snapshot(sid)
     lo, hi = (0, snap.size) if partition is None else partition_range(snap, partition)
     index = repo.open_index()

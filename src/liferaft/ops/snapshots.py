@@ -112,7 +112,7 @@ def _row(sid: str, snap: Snapshot) -> SnapshotRow:
 
 
 def show(repo: Repository, name: str) -> dict[str, Any]:
-    sid = repo.resolve(name)
+    sid = select(repo, name)
     snap = repo.load_snapshot(sid)
     return {
         **_row(sid, snap).as_dict(),

@@ -22,6 +22,7 @@ from liferaft.errors import LiferaftError
 from liferaft.format import UNSTORED, FormatError, PackId, SnapshotId
 from liferaft.ops.pipeline import ordered_map
 from liferaft.ops.progress import NoProgress, Progress
+from liferaft.ops.snapshots import select
 from liferaft.repo import blobs, names
 from liferaft.repo.index import ChunkIndex
 from liferaft.repo.packer import check_footer, pack_id_of
@@ -53,7 +54,7 @@ def verify(repo: Repository, name: str | None = None, read_data: bool = False, p
     with tempfile.TemporaryDirectory(prefix="liferaft-verify-") as tmp:
         index = repo.open_index(Path(tmp))
         try:
-            sids = [repo.resolve(name)] if name else repo.snapshot_ids()
+            sids = [select(repo, name)] if name else repo.snapshot_ids()
             needed: dict[PackId, int] = {}
             for sid in sids:
                 _check_snapshot(repo, index, sid, needed, result)

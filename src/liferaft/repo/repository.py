@@ -231,12 +231,8 @@ class Repository:
         return sorted(found, key=lambda item: (item[1].time, item[0]))
 
     def resolve(self, name: str) -> SnapshotId:
-        """A snapshot id from 'latest' or a unique hex prefix."""
-        if name == "latest":
-            found = self.snapshots()
-            if not found:
-                raise SnapshotNotFound(name=name)
-            return found[-1][0]
+        """A snapshot id from a unique hex prefix. 'latest' is chosen by ``ops.snapshots.select``
+        alone, which refuses it when it could mean another machine's disk."""
         if not re.fullmatch(r"[0-9a-f]{1,64}", name):
             raise SnapshotNotFound(name=name)
         matches = [sid for sid in self.snapshot_ids() if sid.startswith(name)]

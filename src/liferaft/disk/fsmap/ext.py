@@ -223,7 +223,7 @@ def _indirect_runs(read_at: ReadAt, bs: int, i_block: bytes, count: int) -> list
     out: list[tuple[int, int, int]] = []
 
     def add(physical: int) -> None:
-        logical = len(out) and out[-1][0] + out[-1][2]
+        logical = out[-1][0] + out[-1][2] if out else 0
         need(physical != 0, "ext: hole in the journal")
         if out and out[-1][1] + out[-1][2] == physical:
             out[-1] = (out[-1][0], out[-1][1], out[-1][2] + 1)
@@ -277,7 +277,7 @@ def _journal(read_at: ReadAt, sb: bytes, geo: _Geometry, table0: int) -> Journal
     size = struct.unpack_from("<I", inode, 0x4)[0] | struct.unpack_from("<I", inode, 0x6C)[0] << 32
     (flags,) = struct.unpack_from("<I", inode, 0x20)
     count = size // bs
-    need(count > 1, "ext: empty journal inode")
+    need(1 < count <= geo.blocks, "ext: journal inode size does not fit the filesystem")
     i_block = inode[0x28:0x64]
     if flags & EXTENTS_FL:
         extents: list[tuple[int, int, int]] = []
