@@ -9,7 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
-from contextlib import redirect_stderr, redirect_stdout
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -170,12 +170,12 @@ def write_image(path: Path, size: int, seed: int = 1) -> bytes:
     return bytes(data)
 
 
-@pytest.fixture
-def no_writeback() -> Iterator[None]:
-    """The kernel's periodic writeback off for the test, restored at teardown: a mounted ext4's
-    committed metadata then stays in its journal (not checkpointed to its home blocks) until
-    something syncs or freezes it, whatever the machine's speed. Crash-consistent copies taken
-    meanwhile need journal recovery, deterministically."""
+@contextmanager
+def writeback_off() -> Iterator[None]:
+    """The kernel's periodic writeback off, restored afterwards: a mounted ext4's committed
+    metadata then stays in its journal (not checkpointed to its home blocks) until something
+    syncs or freezes it, whatever the machine's speed. Crash-consistent copies taken meanwhile
+    need journal recovery, deterministically."""
     knob = Path("/proc/sys/vm/dirty_writeback_centisecs")
     before = knob.read_text()
     knob.write_text("0\n")
@@ -183,6 +183,13 @@ def no_writeback() -> Iterator[None]:
         yield
     finally:
         knob.write_text(before)
+
+
+@pytest.fixture
+def no_writeback() -> Iterator[None]:
+    """writeback_off() for the test."""
+    with writeback_off():
+        yield
 
 
 def fresh_files(where: Path, count: int, size: int, seed: int) -> dict[str, bytes]:

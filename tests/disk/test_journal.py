@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from liferaft.disk.fsmap import ext, jbd2
 from liferaft.disk.imaging import make_plan
-from tests.conftest import fresh_files, sh
+from tests.conftest import fresh_files, sh, writeback_off
 
 VARIANTS = {
     "ext4": ["mkfs.ext4"],  # 64-bit tags, checksum v3, an extent-mapped journal
@@ -102,21 +102,18 @@ def crashed_bytes(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[by
     img = tmp / "fs.img"
     sh("truncate", "-s", "48M", str(img))
     sh("mkfs.ext4", "-q", "-F", "-J", "size=4", str(img))
-    knob = Path("/proc/sys/vm/dirty_writeback_centisecs")
-    before = knob.read_text()
     dev = sh("losetup", "-f", "--show", str(img))
     where = tmp / "m"
     where.mkdir()
     try:
-        knob.write_text("0\n")
-        sh("mount", dev, str(where))
-        sh("sync")
-        fresh_files(where, 6, 300_000, seed=2)
-        data = img.read_bytes()
+        with writeback_off():
+            sh("mount", dev, str(where))
+            sh("sync")
+            fresh_files(where, 6, 300_000, seed=2)
+            data = img.read_bytes()
     finally:
         sh("umount", str(where), check=False)
         sh("losetup", "-d", dev, check=False)
-        knob.write_text(before)
     m = ext.probe(lambda o, n: data[o : o + n], len(data))
     assert m is not None and m._journal is not None
     j = m._journal

@@ -14,6 +14,7 @@ import zlib
 from dataclasses import dataclass
 
 from liferaft.disk import DiskFormatError, ReadAt, need
+from liferaft.disk.fsmap.fat import plausible_bpb
 
 SECTOR = 512
 GPT_SIGNATURE = b"EFI PART"
@@ -71,11 +72,7 @@ def filesystem_boot_sector(sector: bytes) -> bool:
     and mkfs.vfat leave the bytes where an MBR keeps its entries zero, which reads as an empty table."""
     if sector[3:11] == b"NTFS    ":
         return True
-    if sector[0] not in (0xEB, 0xE9):
-        return False
-    bps, spc, reserved, nfats = struct.unpack_from("<HBHB", sector, 11)
-    bpb = bps in (512, 1024, 2048, 4096) and spc != 0 and spc & (spc - 1) == 0 and reserved > 0 and nfats in (1, 2)
-    fat = bpb and (sector[0x36:0x39] == b"FAT" or sector[0x52:0x57] == b"FAT32")
+    fat = plausible_bpb(sector) and (sector[0x36:0x39] == b"FAT" or sector[0x52:0x57] == b"FAT32")
     # a boot loader may keep an old BPB in a real MBR: only an empty table makes it a filesystem
     return fat and all(e[1] == 0 for e in _mbr_entries(sector))
 

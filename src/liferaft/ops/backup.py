@@ -150,7 +150,7 @@ def _crash_note(provider: str, plan: Plan) -> str:
     return (
         f"the image is crash-consistent (as after a power cut; {provider}"
         + (f"; {'; '.join(why)}" if why else "")
-        + "): a restored filesystem replays its journal when mounted; `restore --fsck` checks that it does"
+        + "): restored, its filesystems recover when mounted; `restore --fsck` checks that they come up clean"
     )
 
 

@@ -127,8 +127,8 @@ def show(repo: Repository, name: str) -> dict[str, Any]:
 
 
 def consistency(snap: Snapshot) -> str:
-    """'clean', 'crash-consistent', or 'not recorded' (snapshots of liferaft before 0.2; a
-    reflink clone was always crash-consistent)."""
+    """'clean', 'crash-consistent', or 'not recorded' (snapshots written before liferaft recorded
+    it; a reflink clone was always crash-consistent)."""
     recorded = snap.layout.get("consistency")
     if isinstance(recorded, str) and recorded:
         return recorded

@@ -39,7 +39,6 @@ RO_GDT_CSUM = 0x10
 RO_BIGALLOC = 0x200
 RO_METADATA_CSUM = 0x400
 BG_BLOCK_UNINIT = 0x2
-JOURNAL_INODE = 8
 EXTENTS_FL = 0x80000
 EXTENT_MAGIC = 0xF30A
 
@@ -83,7 +82,6 @@ class _Geometry:
     first_meta_bg: int
     sparse: bool
     csum: bool
-    is64: bool
 
     def descriptor_block(self, g: int) -> int:
         meta_group = g // self.per_block
@@ -121,21 +119,27 @@ class ExtMap:
         self._read_at, self.info, self._geo = read_at, info, geo
         self._groups = groups
         self._journal, self._uncertain = journal, uncertain
-        self.recovery = "its journal holds committed transactions not yet written in place" if journal or uncertain else ""
+        self.recovery = (
+            "its journal holds committed transactions not yet written in place"
+            if journal
+            else "it needs journal recovery"
+            if uncertain
+            else ""
+        )
         self.note = ""
 
     def free_extents(self, settled: bool = False) -> Iterator[tuple[int, int]]:
-        if settled or (self._journal is None and not self._uncertain):
-            return merged(self._free({}, {}))
+        journal = None if settled else self._journal
+        if journal is None and (settled or not self._uncertain):
+            return merged(self._free())
         try:
-            if self._uncertain:
+            if journal is None:
                 raise JournalUncertain(self._uncertain)
-            assert self._journal is not None
-            descriptors, bitmaps = self._journal_views(self._journal)
+            views = self._journal_views(journal)
         except (JournalUncertain, DiskFormatError, struct.error) as exc:
             self.note = f"needs journal recovery, and its journal cannot be read with certainty ({exc}): imaged whole"
             return iter(())
-        return merged(self._free(descriptors, bitmaps))
+        return merged(self._free(journal, *views))
 
     def _journal_views(self, journal: Journal) -> tuple[dict[int, tuple[int, bool]], dict[int, list[Copy]]]:
         """What the committed journal copies say of each group they touch: from the copies of its
@@ -160,36 +164,41 @@ class ExtMap:
         bitmaps = {g: copies[block] for block, g in bitmap_group.items() if block in copies}
         return descriptors, bitmaps
 
-    def _bits(self, g: _Group) -> bytes:
-        """A group's bitmap as the disk has it (an uninitialised one: its leading used clusters)."""
-        if g.uninit:
-            return _leading(g.count, g.count - g.free)
+    def _bitmap(self, g: _Group) -> bytes:
+        """The bitmap block of a group, as the disk has it."""
         bits = self._read_at(g.bitmap * self._geo.bs, self._geo.bs)
         need(len(bits) == self._geo.bs, "ext: short block bitmap")
         return bits
 
-    def _free(self, descriptors: dict[int, tuple[int, bool]], bitmaps: dict[int, list[Copy]]) -> Iterator[tuple[int, int]]:
+    def _free(
+        self,
+        journal: Journal | None = None,
+        descriptors: dict[int, tuple[int, bool]] | None = None,
+        bitmaps: dict[int, list[Copy]] | None = None,
+    ) -> Iterator[tuple[int, int]]:
         bs, unit = self._geo.bs, self._geo.cluster
+        descriptors, bitmaps = descriptors or {}, bitmaps or {}
         for n, g in enumerate(self._groups):
             if n not in descriptors and n not in bitmaps:
-                if g.uninit:
+                if not g.uninit:
+                    yield from runs(self._bitmap(g), g.count, unit, g.first * bs)
+                elif g.free:
                     used = g.count - g.free
-                    if used < g.count:
-                        yield g.first * bs + used * unit, (g.count - used) * unit
-                    continue
-                yield from runs(self._bits(g), g.count, unit, g.first * bs)
+                    yield g.first * bs + used * unit, g.free * unit
                 continue
             # used where the disk or any committed journal copy says so
+            assert journal is not None
             size = -(-g.count // 8)
-            union = int.from_bytes(self._bits(g)[:size], "little")
             fewest, init = descriptors.get(n, (-1, False))
-            if fewest >= 0:
-                union |= int.from_bytes(_leading(g.count, g.count - fewest), "little")
-            if init and g.uninit:  # the replayed descriptor points at the bitmap block on disk
-                union |= int.from_bytes(self._bits(_Group(g.first, g.count, g.bitmap, False, 0))[:size], "little")
-            assert self._journal is not None
+            views = [g.free] if g.uninit else []
+            views += [fewest] if fewest >= 0 else []  # uninitialised views: their leading used clusters
+            union = 0
+            for free in views:
+                union |= int.from_bytes(_leading(g.count, g.count - free), "little")
+            if init or not g.uninit:  # an initialised view: its bitmap block on disk
+                union |= int.from_bytes(self._bitmap(g)[:size], "little")
             for copy in bitmaps.get(n, []):
-                union |= int.from_bytes(self._journal.content(copy)[:size], "little")
+                union |= int.from_bytes(journal.content(copy)[:size], "little")
             yield from runs(union.to_bytes(size, "little"), g.count, unit, g.first * bs)
 
 
@@ -222,8 +231,11 @@ def _indirect_runs(read_at: ReadAt, bs: int, i_block: bytes, count: int) -> list
     per = bs // 4
     out: list[tuple[int, int, int]] = []
 
+    def mapped() -> int:
+        return out[-1][0] + out[-1][2] if out else 0
+
     def add(physical: int) -> None:
-        logical = out[-1][0] + out[-1][2] if out else 0
+        logical = mapped()
         need(physical != 0, "ext: hole in the journal")
         if out and out[-1][1] + out[-1][2] == physical:
             out[-1] = (out[-1][0], out[-1][1], out[-1][2] + 1)
@@ -248,10 +260,10 @@ def _indirect_runs(read_at: ReadAt, bs: int, i_block: bytes, count: int) -> list
 
     ptrs = struct.unpack("<15I", i_block)
     for ptr in ptrs[:12]:
-        if sum(r[2] for r in out) >= count:
+        if mapped() >= count:
             return out
         add(ptr)
-    left = count - sum(r[2] for r in out)
+    left = count - mapped()
     for level, ptr in enumerate(ptrs[12:]):
         if left <= 0:
             break
@@ -341,7 +353,6 @@ def probe(read_at: ReadAt, size: int) -> ExtMap | None:
         first_meta_bg=struct.unpack_from("<I", sb, 0x104)[0] if incompat & INCOMPAT_META_BG else ngroups,
         sparse=bool(ro_compat & RO_SPARSE_SUPER),
         csum=bool(ro_compat & (RO_GDT_CSUM | RO_METADATA_CSUM)),
-        is64=is64,
     )
     groups: list[_Group] = []
     table0 = 0

@@ -51,15 +51,21 @@ class FatMap:
                     yield self._data_offset + (first + i - 2) * cluster_bytes, cluster_bytes
 
 
+def plausible_bpb(bs: bytes) -> bool:
+    """Whether a boot sector's jump and BIOS parameter block look like a FAT's."""
+    if len(bs) < 512 or bs[510:512] != b"\x55\xaa" or bs[0] not in (0xEB, 0xE9):
+        return False
+    bps, spc, reserved, nfats = struct.unpack_from("<HBHB", bs, 11)
+    return bps in (512, 1024, 2048, 4096) and spc != 0 and spc & (spc - 1) == 0 and reserved != 0 and nfats != 0
+
+
 def probe(read_at: ReadAt, size: int) -> FatMap | None:
     bs = read_at(0, 512)
-    if len(bs) < 512 or bs[510:512] != b"\x55\xaa" or bs[0] not in (0xEB, 0xE9):
+    if not plausible_bpb(bs):
         return None
     bps, spc, reserved, nfats, root_entries, total16 = struct.unpack_from("<HBHBHH", bs, 11)
     (fatsz16,) = struct.unpack_from("<H", bs, 22)
     total32, fatsz32 = struct.unpack_from("<II", bs, 32)
-    if bps not in (512, 1024, 2048, 4096) or spc == 0 or spc & (spc - 1) or reserved == 0 or nfats == 0:
-        return None
     total = total16 or total32
     fatsz = fatsz16 or fatsz32
     need(total > 0 and fatsz > 0 and total * bps <= size, "fat: bad geometry")

@@ -73,8 +73,8 @@ class Journal:
         jbs, self.maxlen, self.first, self.sequence, self.start = struct.unpack_from(">IIIII", sb, 12)
         if jbs != block_size:
             raise JournalUncertain(f"journal block size {jbs} differs from the filesystem's {block_size}")
-        compat, incompat, _ro = struct.unpack_from(">III", sb, 0x24) if kind == SB_V2 else (0, 0, 0)
-        del compat  # v1 checksums (async commits) are not needed: see the module docstring
+        # only incompatible features matter: v1 checksums (async commits) are not needed (see above)
+        incompat: int = struct.unpack_from(">I", sb, 0x28)[0] if kind == SB_V2 else 0
         if incompat & INCOMPAT_FAST_COMMIT:
             raise JournalUncertain("the journal has fast commits")
         if incompat & ~KNOWN_INCOMPAT:
