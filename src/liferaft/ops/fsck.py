@@ -149,7 +149,6 @@ def check(repo: Repository, snap: Snapshot, target: str, partition: int | None, 
         image_start = int(r["start"])
         with tempfile.NamedTemporaryFile(prefix=".liferaft-fsck-", dir=folder) as tmp:
             _copy(target, start, int(r["size"]), tmp.fileno())
-            tmp.flush()
             for cmd in commands:
                 done = subprocess.run([*cmd, tmp.name], capture_output=True, text=True, check=False)
                 # e2fsck's journal replay exits 1 when it changed something: that is the replay

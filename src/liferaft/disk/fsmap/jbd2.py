@@ -96,7 +96,10 @@ class Journal:
             raise JournalUncertain("journal start outside the log")
 
     def block(self, n: int) -> bytes:
-        data = self._read_at(self._where(n), self._bs)
+        return self._read(self._where(n))
+
+    def _read(self, offset: int) -> bytes:
+        data = self._read_at(offset, self._bs)
         if len(data) != self._bs:
             raise JournalUncertain("short journal block")
         return data
@@ -181,9 +184,7 @@ class Journal:
 
     def content(self, copy: Copy) -> bytes:
         """The block as the replay writes it: checksum checked, escape undone."""
-        data = self._read_at(copy.offset, self._bs)
-        if len(data) != self._bs:
-            raise JournalUncertain("short journal block")
+        data = self._read(copy.offset)
         if copy.checksum is not None:
             crc = _raw_crc(_raw_crc(self.seed, struct.pack(">I", copy.sequence)), data)
             if (crc if self.csum3 else crc & 0xFFFF) != copy.checksum:
