@@ -1,50 +1,59 @@
-"""Kill -9 a backup at many points: the repository stays consistent, nothing referenced is missing,
-and the next backup succeeds and restores exactly."""
+"""Kill -9 a backup at every write it makes: the repository stays consistent, nothing referenced
+is missing, and the next backup succeeds and restores exactly.
+
+The kills are crash points (``store/faults.py``): the backup process sends itself SIGKILL just
+before its Nth write to the store (a put, a sync or a delete), for N = 1, 2, 3, ... until a run
+gets through all its writes. So every gap between two writes is hit, whatever the machine's
+speed (timed kills missed them on a fast machine and failed the test)."""
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
-import time
 from pathlib import Path
 
+from liferaft.store.faults import CRASH_ENV
 from tests.conftest import PASSWORD, PYTHON
 
+MAX_WRITES = 200
+"""A backup of the test source makes a few dozen writes; more means the loop is broken."""
 
-def run(*args: str, repo: Path) -> subprocess.CompletedProcess[str]:
+
+def run(*args: str, repo: Path, crash_at: int = 0) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
+    if crash_at:
+        env[CRASH_ENV] = str(crash_at)
     return subprocess.run([PYTHON, "-m", "liferaft", *args, "--repo", str(repo)], env=env, capture_output=True, text=True)
 
 
-def test_kill_9_at_many_points(repo: Path, tmp_path: Path) -> None:
+def test_kill_9_at_every_write_of_a_backup(repo: Path, tmp_path: Path) -> None:
     src = tmp_path / "disk.img"
-    # 384 MiB, mostly incompressible, so a run writes a dozen packs and takes a few seconds
+    # 160 MiB, mostly incompressible, so a run writes several packs
     with open(src, "wb") as f:
-        for i in range(384):
+        for i in range(160):
             f.write(os.urandom(1 << 20) if i % 5 else bytes(1 << 20))
     assert run("backup", str(src), repo=repo).returncode == 0  # something to dedup against
     with open(src, "r+b") as f:  # change most of it, so the next runs write packs again
-        for i in range(0, 384, 2):
+        for i in range(0, 160, 2):
             f.seek(i << 20)
             f.write(os.urandom(1 << 20))
-    env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
+    snapshots = len(list((repo / "snapshots").iterdir()))
     kills = 0
-    for delay in (0.3, 0.5, 0.7, 0.9, 1.1, 1.4, 1.7, 2.0, 2.5, 3.0):
-        p = subprocess.Popen(
-            [PYTHON, "-m", "liferaft", "backup", "-q", "--repo", str(repo), str(src)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(delay)
-        if p.poll() is None:
-            p.kill()
-            kills += 1
-        p.wait()
+    for write in range(1, MAX_WRITES):
+        done = run("backup", "-q", str(src), repo=repo, crash_at=write)
+        if done.returncode == 0:  # this run had fewer writes: every one of them has been a crash point
+            break
+        assert done.returncode == -signal.SIGKILL, f"crash point {write}: exit {done.returncode}: {done.stderr}"
+        kills += 1
+        assert len(list((repo / "snapshots").iterdir())) == snapshots, f"a snapshot committed before crash point {write}"
         check = run("verify", "--read-data", repo=repo)
-        assert check.returncode == 0, f"after kill at {delay}s: {check.stdout}{check.stderr}"
-    assert kills >= 4, "the backup finished too fast to be killed midway; make the source larger"
-    assert run("backup", str(src), repo=repo).returncode == 0
+        assert check.returncode == 0, f"after a kill before write {write}: {check.stdout}{check.stderr}"
+    else:
+        raise AssertionError(f"the backup was still writing after {MAX_WRITES} writes")
+    # killed before: the lease, each of at least two packs, the sync, the index delta and the sync
+    # after it; from then on the packs of the killed runs dedup, and a run makes fewer writes
+    assert kills >= 6, f"a backup of several packs made only {kills} writes"
     out = tmp_path / "out.img"
     r = run("restore", "latest", str(out), "--verify", repo=repo)
     assert r.returncode == 0, r.stderr

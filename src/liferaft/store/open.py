@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 
 from liferaft.store.base import Store
+from liferaft.store.faults import CRASH_ENV, FaultStore
 from liferaft.store.local import LocalStore
 from liferaft.store.memory import MemoryStore
 
@@ -21,7 +23,14 @@ SCHEMES: dict[str, Callable[[str], Store]] = {"file": _local, "memory": _memory}
 
 
 def open_store(location: str) -> Store:
-    """A store for 'file:///path', 'memory://' or a plain path (a local folder)."""
+    """A store for 'file:///path', 'memory://' or a plain path (a local folder); with a crash
+    point on top when the crash tests ask for one (``faults.CRASH_ENV``)."""
+    store = _open(location)
+    crash_at = os.environ.get(CRASH_ENV, "")
+    return FaultStore(store, crash_at_write=int(crash_at)) if crash_at.isdigit() else store
+
+
+def _open(location: str) -> Store:
     scheme, sep, rest = location.partition("://")
     if not sep:
         return LocalStore(location)
