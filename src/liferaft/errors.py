@@ -118,6 +118,18 @@ class StoreTransient(StoreError):
     exit_code = 23
 
 
+class LeaseLost(LiferaftError):
+    """this run's session lease lapsed ({detail}): maintenance may have taken the session for dead, so nothing was committed; the repository is consistent, run again"""
+
+    exit_code = 25
+
+
+class LeaseHeld(LiferaftError):
+    """{what} holds the repository's maintenance lease (renewed {age:.0f} s ago): wait for it to finish, or, if it is dead, for its lease to lapse ({term:.0f} s)"""
+
+    exit_code = 26
+
+
 class CacheUnwritable(LiferaftError):
     """cannot write the local index cache in {path} nor in a temporary folder ({detail}): free space there, or point XDG_CACHE_HOME (or TMPDIR) at a writable folder"""
 

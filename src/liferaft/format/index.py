@@ -7,20 +7,27 @@ entry layout, sorted by chunk id so that lookups are a binary search over fixed-
 
 The pack number indexes the record's own table of pack ids (32 bytes each), which precedes the
 entries. Delta plaintext: INDEX_MAGIC | u32 packs | u32 entries | pack ids | entries. The cache file
-has the same body behind CACHE_MAGIC and is not encrypted (ids are keyed hashes and reveal nothing).
+has the same body behind CACHE_MAGIC and is not encrypted (ids are keyed hashes and reveal nothing);
+after its entries come the fences (the id of every FENCE-th entry), the names of the deltas it
+holds ('\n'-separated UTF-8) and that text's length (u32), so that the cache and what it holds
+are one file, replaced as a whole.
 """
 
 from __future__ import annotations
 
 import mmap
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
-from liferaft.format import ID_SIZE, ChunkId, FormatError, PackId, check
+from liferaft.format import CACHE_MAGIC, ID_SIZE, ChunkId, FormatError, PackId, check
 
 ENTRY = struct.Struct("<32sIQIII")
 HEADER = struct.Struct("<8sII")
+TAIL = struct.Struct("<I")
+FENCE = 64
+"""Cache entries per block: the first id of each block (a fence) is kept in memory, the rest is
+read from the file one block per lookup."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +65,53 @@ def encode(magic: bytes, items: Iterable[tuple[ChunkId, Location]]) -> bytes:
     return b"".join(out)
 
 
-def header(data: bytes | memoryview | mmap.mmap, magic: bytes) -> tuple[int, int]:
-    """(pack count, entry count) of an index body, its size checked."""
+def header(data: bytes | memoryview | mmap.mmap, magic: bytes, extra: int = 0) -> tuple[int, int]:
+    """(pack count, entry count) of an index body followed by extra bytes, its size checked."""
     check(len(data) >= HEADER.size, "index: too short")
     found, npacks, nentries = HEADER.unpack_from(data)
     check(found == magic, "index: bad magic")
-    want = HEADER.size + npacks * ID_SIZE + nentries * ENTRY.size
+    want = HEADER.size + npacks * ID_SIZE + nentries * ENTRY.size + extra
     check(len(data) == want, f"index: {len(data)} bytes where {want} were expected")
     return npacks, nentries
+
+
+def fence_count(entries: int) -> int:
+    return -(-entries // FENCE)
+
+
+def cache_layout(head: bytes, text_length: int, size: int) -> tuple[int, int]:
+    """(pack count, entry count) of a cache file of size bytes, from its first HEADER.size bytes
+    and the length its tail gives for the delta names; the file's size checked."""
+    check(len(head) == HEADER.size, "index cache: too short")
+    found, npacks, nentries = HEADER.unpack(head)
+    check(found == CACHE_MAGIC, "index cache: bad magic")
+    want = HEADER.size + (npacks + fence_count(nentries)) * ID_SIZE + nentries * ENTRY.size + text_length + TAIL.size
+    check(size == want, f"index cache: {size} bytes where {want} were expected")
+    return npacks, nentries
+
+
+def cache_tail(deltas: Iterable[str]) -> bytes:
+    text = "\n".join(sorted(deltas)).encode()
+    return text + TAIL.pack(len(text))
+
+
+def rows(data: bytes, magic: bytes) -> tuple[tuple[PackId, ...], Iterator[tuple[ChunkId, int, int, int, int, int]]]:
+    """(pack ids, entries) of an index body, the entries read lazily (no tuple of every entry)
+    and checked as they go: a damaged one raises FormatError when reached."""
+    npacks, _ = header(data, magic)
+    base = HEADER.size
+    packs = tuple(PackId(data[base + i * ID_SIZE : base + (i + 1) * ID_SIZE]) for i in range(npacks))
+
+    def entries() -> Iterator[tuple[ChunkId, int, int, int, int, int]]:
+        previous = b""
+        for cid, pack_no, offset, length, raw, flags in ENTRY.iter_unpack(memoryview(data)[base + npacks * ID_SIZE :]):
+            check(pack_no < npacks, "index: pack number out of range")
+            if cid <= previous:
+                raise FormatError("index: entries not sorted")
+            previous = cid
+            yield ChunkId(cid), pack_no, offset, length, raw, flags
+
+    return packs, entries()
 
 
 def decode(data: bytes, magic: bytes) -> IndexTable:

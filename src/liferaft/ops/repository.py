@@ -11,8 +11,7 @@ from liferaft.crypto.keys import KdfCost
 from liferaft.errors import NoPassword, UsageError
 from liferaft.format.config import CHUNK_SIZE_DEFAULT
 from liferaft.repo.repository import Repository, default_cache_root
-from liferaft.store.local import LocalStore
-from liferaft.store.open import open_store
+from liferaft.store.open import local_folder, open_store
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,14 +39,15 @@ def init_repository(
     cost: KdfCost | None = None,
 ) -> Repository:
     store = open_store(location)
-    if isinstance(store, LocalStore) and not (store.root / "config").exists():
+    folder = local_folder(location)
+    if folder is not None and not (folder / "config").exists():
         try:
-            foreign = sorted(p.name for p in store.root.iterdir())
+            foreign = sorted(p.name for p in folder.iterdir())
         except (FileNotFoundError, NotADirectoryError):
             foreign = []
         if foreign:  # a mistyped path (/home, a mount of other data): never mix a repository into it
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
-            raise UsageError(f"{store.root} already holds other files ({shown}): give a new or empty folder")
+            raise UsageError(f"{folder} already holds other files ({shown}): give a new or empty folder")
     return Repository.init(store, password, cache_root or default_cache_root(), chunk_size, compression_level, cost)
 
 

@@ -52,7 +52,13 @@ def select(repo: Repository, name: str, where: Selection = Selection(), damaged:
         if where.given and not where.matches(repo.load_snapshot(sid)):
             raise SnapshotNotFound(name=shown)
         return sid
-    found = [(sid, snap) for sid, snap in repo.snapshots(damaged) if where.matches(snap)]
+    found: list[tuple[SnapshotId, Snapshot]] = []
+    for _ in range(2):  # a second listing before calling it missing: a listing may lag
+        if damaged is not None:
+            damaged.clear()
+        found = [(sid, snap) for sid, snap in repo.snapshots(damaged) if where.matches(snap)]
+        if found:
+            break
     unreadable = damaged or []  # without a damaged list, an unreadable snapshot has raised
     if not found:
         raise SnapshotNotFound(name=shown)

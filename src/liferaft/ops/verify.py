@@ -59,7 +59,7 @@ def verify(repo: Repository, name: str | None = None, read_data: bool = False, p
             for sid in sids:
                 _check_snapshot(repo, index, sid, needed, result)
             _check_pack_sizes(repo, needed, result)
-            stored = {names.leaf(n) for n in repo.store.list(names.PACKS)}
+            stored = {names.leaf(o.name) for o in repo.store.list(names.PACKS)}
             indexed = {p.hex() for p in index.packs()}
             result.unreferenced_packs = len(stored - indexed)
             if read_data:
@@ -79,6 +79,8 @@ def _check_snapshot(
             if cid in UNSTORED:
                 continue
             loc = index.lookup(cid)
+            if loc is None and index.refresh():  # list again: the first listing may have lagged
+                loc = index.lookup(cid)
             if loc is None:
                 result.errors.append(f"snapshot {sid[:12]}: chunk {cid.hex()[:16]} is not in the index")
                 continue
@@ -92,7 +94,7 @@ def _check_snapshot(
 def _check_pack_sizes(repo: Repository, needed: dict[PackId, int], result: VerifyResult) -> None:
     for pack, end in sorted(needed.items()):
         try:
-            size = repo.store.size(names.pack(pack))
+            size = repo.store.stat(names.pack(pack)).size
         except LiferaftError:
             result.errors.append(f"pack {pack.hex()[:16]} is missing")
             continue
@@ -101,7 +103,7 @@ def _check_pack_sizes(repo: Repository, needed: dict[PackId, int], result: Verif
 
 
 def _read_packs(repo: Repository, packs: list[str], result: VerifyResult, progress: Progress) -> None:
-    total = sum(repo.store.size(names.pack(bytes.fromhex(p))) for p in packs)
+    total = sum(repo.store.stat(names.pack(bytes.fromhex(p))).size for p in packs)
     progress.start("verify data", total)
     try:
         for n, errors in ordered_map(lambda p: _check_pack(repo, p), packs, workers=2):

@@ -1,21 +1,26 @@
-"""The merged chunk index, cached locally as one sorted, memory-mapped file.
+"""The merged chunk index, cached locally as one sorted file, read a block per lookup.
 
-Lookups are a binary search over fixed-size records in the mapping, so memory does not grow with
-the number of chunks (no dict of every chunk). The cache records which index deltas it holds; new
-deltas are merged in as a stream, and a delta that disappeared (compaction) forces a rebuild. The
-store's deltas are always the truth: the cache can be deleted at any time. Where it cannot be
-written (a read-only home in a rescue system, a full disk), a private temporary cache serves the
-run instead, rebuilt from the deltas.
+Memory does not grow with the number of chunks: only the fences (the id of every 64th entry,
+half a byte per chunk) and the pack ids are held; a lookup bisects the fences, reads the one
+block of 64 entries from the file (through the page cache, not into this process's memory) and
+bisects it. The cache file names the deltas it holds inside itself, so that the cache and its
+list are one unit, replaced whole by a rename: any number of processes may refresh it at once,
+and whichever file is in place describes itself truly. New deltas are merged in as streams, a
+bounded batch at a time; a delta that disappeared (compaction) forces a rebuild. The store's
+deltas are always the truth: the cache can be deleted at any time, and ``refresh`` (lists again,
+merges what is new) runs before a chunk is called missing. Where the cache folder cannot be
+written (a read-only home in a rescue system, a full disk), a private temporary cache serves
+the run instead, rebuilt from the deltas.
 """
 
 from __future__ import annotations
 
 import bisect
 import heapq
-import mmap
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
@@ -29,78 +34,163 @@ from liferaft.store.base import Store
 
 Row = tuple[ChunkId, PackId, int, int, int, int]
 INDEX_AD = b"liferaft index delta"
+BATCH_BYTES = 64 * 1024 * 1024
+"""Delta plaintext merged into the cache per pass: bounds memory when many deltas are new."""
+_READ = 1024 * 1024
 
 
 class _Keys:
-    """The chunk ids of a mapped cache as a sequence, for bisect."""
+    """Fixed-size records' leading ids as a sequence, for bisect."""
 
-    def __init__(self, buf: mmap.mmap | bytes, base: int, count: int) -> None:
-        self.buf, self.base, self.count = buf, base, count
+    def __init__(self, buf: bytes, stride: int, count: int) -> None:
+        self.buf, self.stride, self.count = buf, stride, count
 
     def __len__(self) -> int:
         return self.count
 
     def __getitem__(self, i: int) -> bytes:
-        at = self.base + i * fmt.ENTRY.size
+        at = i * self.stride
         return self.buf[at : at + ID_SIZE]
 
 
-class ChunkIndex:
-    def __init__(self, path: Path | None) -> None:
-        self._map: mmap.mmap | None = None
-        self._packs: list[PackId] = []
-        self._keys = _Keys(b"", 0, 0)
-        if path is not None and path.stat().st_size:
-            with open(path, "rb") as f:
-                self._map = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            try:
-                npacks, nentries = fmt.header(self._map, CACHE_MAGIC)
-            except FormatError:
-                self.close()
-                raise
-            base = fmt.HEADER.size
-            self._packs = [PackId(self._map[base + i * ID_SIZE : base + (i + 1) * ID_SIZE]) for i in range(npacks)]
-            self._keys = _Keys(self._map, base + npacks * ID_SIZE, nentries)
+def _pread(fd: int, length: int, offset: int) -> bytes:
+    data = os.pread(fd, length, offset)
+    if len(data) != length:
+        raise FormatError("index cache: shorter than its header says")
+    return data
 
-    def __len__(self) -> int:
-        return len(self._keys)
+
+class _View:
+    """One cache file, open. Immutable; a refresh makes a new one."""
+
+    def __init__(self, path: Path) -> None:
+        self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            size = os.fstat(self.fd).st_size
+            if size < fmt.HEADER.size + fmt.TAIL.size:
+                raise FormatError("index cache: too short")
+            head = os.pread(self.fd, fmt.HEADER.size, 0)
+            (text_length,) = fmt.TAIL.unpack(os.pread(self.fd, fmt.TAIL.size, size - fmt.TAIL.size))
+            npacks, self.count = fmt.cache_layout(head, text_length, size)
+            at = fmt.HEADER.size
+            table = _pread(self.fd, npacks * ID_SIZE, at)
+            self.packs = [PackId(table[i * ID_SIZE : (i + 1) * ID_SIZE]) for i in range(npacks)]
+            self.entries_at = at + len(table)
+            fences_at = self.entries_at + self.count * fmt.ENTRY.size
+            nfences = fmt.fence_count(self.count)
+            self.fences = _Keys(_pread(self.fd, nfences * ID_SIZE, fences_at), ID_SIZE, nfences)
+            try:
+                text = _pread(self.fd, text_length, fences_at + nfences * ID_SIZE).decode()
+            except UnicodeDecodeError:
+                raise FormatError("index cache: its delta list is not text") from None
+            self.deltas = frozenset(text.split())
+        except BaseException:
+            os.close(self.fd)
+            raise
 
     def lookup(self, cid: bytes) -> fmt.Location | None:
-        i = bisect.bisect_left(self._keys, cid)
-        if i == len(self._keys) or self._keys[i] != cid:
+        j = bisect.bisect_right(self.fences, cid) - 1
+        if j < 0:
             return None
-        return self._row(i)
-
-    def _row(self, i: int) -> fmt.Location:
-        assert self._map is not None
-        _, pack_no, offset, length, raw, flags = fmt.ENTRY.unpack_from(self._map, self._keys.base + i * fmt.ENTRY.size)
-        return fmt.Location(self._packs[pack_no], offset, length, raw, flags)
+        first = j * fmt.FENCE
+        n = min(fmt.FENCE, self.count - first)
+        block = os.pread(self.fd, n * fmt.ENTRY.size, self.entries_at + first * fmt.ENTRY.size)
+        keys = _Keys(block, fmt.ENTRY.size, len(block) // fmt.ENTRY.size)
+        i = bisect.bisect_left(keys, cid)
+        if i == len(keys) or keys[i] != cid:
+            return None
+        _, pack_no, offset, length, raw, flags = fmt.ENTRY.unpack_from(block, i * fmt.ENTRY.size)
+        return fmt.Location(self.packs[pack_no], offset, length, raw, flags)
 
     def rows(self) -> Iterator[Row]:
-        for i in range(len(self._keys)):
-            loc = self._row(i)
-            yield ChunkId(self._keys[i]), loc.pack, loc.offset, loc.length, loc.raw_length, loc.flags
-
-    def packs(self) -> list[PackId]:
-        return list(self._packs)
+        step = (_READ // fmt.ENTRY.size) * fmt.ENTRY.size
+        end = self.entries_at + self.count * fmt.ENTRY.size
+        for at in range(self.entries_at, end, step):
+            block = _pread(self.fd, min(step, end - at), at)
+            for cid, pack_no, offset, length, raw, flags in fmt.ENTRY.iter_unpack(block):
+                yield ChunkId(cid), self.packs[pack_no], offset, length, raw, flags
 
     def close(self) -> None:
-        if self._map is not None:
-            self._map.close()
-            self._map = None
+        os.close(self.fd)
+
+
+class ChunkIndex:
+    """Lookups over a cache view; ``refresh`` swaps in a newer view (safe while other threads
+    look up: a view is never changed, and old ones are closed only by ``close``)."""
+
+    def __init__(self, view: _View | None, source: tuple[Store, Opener, Path] | None = None) -> None:
+        self._view = view
+        self._source = source
+        self._old: list[_View] = []
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return self._view.count if self._view else 0
+
+    def lookup(self, cid: bytes) -> fmt.Location | None:
+        view = self._view
+        return view.lookup(cid) if view else None
+
+    def rows(self) -> Iterator[Row]:
+        view = self._view
+        return view.rows() if view else iter(())
+
+    def packs(self) -> list[PackId]:
+        return list(self._view.packs) if self._view else []
+
+    def deltas(self) -> frozenset[str]:
+        return self._view.deltas if self._view else frozenset()
+
+    def refresh(self, rebuild: bool = False) -> bool:
+        """List the store's deltas again and merge in what is new (rebuild: from scratch, the
+        cache file not trusted); True when the index changed."""
+        if self._source is None:
+            return False
+        with self._lock:
+            store, opener, cache_dir = self._source
+            new = _open_view(store, opener, cache_dir, None if rebuild else self._view, rebuild)
+            if new is self._view:
+                return False
+            if self._view is not None:
+                self._old.append(self._view)
+            self._view = new
+            return True
+
+    def close(self) -> None:
+        with self._lock:
+            for view in [*self._old, *([self._view] if self._view else [])]:
+                view.close()
+            self._old, self._view = [], None
+
+
+class _Delta:
+    """One index delta, opened: its plaintext, read lazily."""
+
+    def __init__(self, store: Store, opener: Opener, name: str) -> None:
+        self.name = name
+        try:
+            self.body = opener.open(store.get(name), INDEX_AD)
+            self.packs, self._entries = fmt.rows(self.body, INDEX_MAGIC)
+        except (AuthenticationFailed, FormatError) as exc:
+            raise CorruptRepository(f"index delta {name} is unreadable ({exc})") from None
+
+    def rows(self) -> Iterator[Row]:
+        try:
+            for cid, pack_no, offset, length, raw, flags in self._entries:
+                yield cid, self.packs[pack_no], offset, length, raw, flags
+        except FormatError as exc:
+            raise CorruptRepository(f"index delta {self.name} is unreadable ({exc})") from None
 
 
 def load_delta(store: Store, opener: Opener, name: str) -> list[Row]:
-    try:
-        table = fmt.decode(opener.open(store.get(name), INDEX_AD), INDEX_MAGIC)
-    except (AuthenticationFailed, FormatError) as exc:
-        raise CorruptRepository(f"index delta {name} is unreadable ({exc})") from None
-    return [(cid, loc.pack, loc.offset, loc.length, loc.raw_length, loc.flags) for cid, loc in fmt.entries_from(table)]
+    return list(_Delta(store, opener, name).rows())
 
 
-def _write_cache(path: Path, rows: Iterator[Row]) -> None:
-    """Write sorted rows (duplicates dropped) as a cache file, streaming entries via a temp file."""
+def _write_cache(path: Path, rows: Iterator[Row], deltas: frozenset[str]) -> None:
+    """Write sorted rows (duplicates dropped) as a cache file holding deltas, streaming entries
+    via a temporary file; it replaces the old cache whole."""
     packs: dict[PackId, int] = {}
+    fences = bytearray()
     count = 0
     with tempfile.TemporaryFile(dir=path.parent) as body:
         previous = b""
@@ -108,16 +198,20 @@ def _write_cache(path: Path, rows: Iterator[Row]) -> None:
             if cid == previous:
                 continue
             previous = cid
+            if count % fmt.FENCE == 0:
+                fences += cid
             body.write(fmt.ENTRY.pack(cid, packs.setdefault(pack, len(packs)), offset, length, raw, flags))
             count += 1
         body.seek(0)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         try:
             with open(tmp, "wb") as out:
                 out.write(fmt.HEADER.pack(CACHE_MAGIC, len(packs), count))
                 out.write(b"".join(packs))
-                while block := body.read(1 << 20):
+                while block := body.read(_READ):
                     out.write(block)
+                out.write(fences)
+                out.write(fmt.cache_tail(deltas))
             os.replace(tmp, path)
         except BaseException:
             with suppress(OSError):  # a full disk leaves no half cache behind
@@ -128,8 +222,12 @@ def _write_cache(path: Path, rows: Iterator[Row]) -> None:
 def open_index(store: Store, opener: Opener, cache_dir: Path) -> ChunkIndex:
     """The index of every delta now in the store, via (and refreshing) the cache in cache_dir, or
     via a temporary cache when cache_dir cannot be written."""
+    return ChunkIndex(_open_view(store, opener, cache_dir, None, False), (store, opener, cache_dir))
+
+
+def _open_view(store: Store, opener: Opener, cache_dir: Path, current: _View | None, rebuild: bool) -> _View | None:
     try:
-        return _open_cached(store, opener, cache_dir)
+        return _open_cached(store, opener, cache_dir, current, rebuild)
     except OSError:
         pass
     try:
@@ -137,41 +235,50 @@ def open_index(store: Store, opener: Opener, cache_dir: Path) -> ChunkIndex:
     except OSError as exc:
         raise CacheUnwritable(path=cache_dir, detail=exc.strerror or str(exc)) from None
     try:
-        return _open_cached(store, opener, tmp)  # mapped: it outlives the folder's removal
+        return _open_cached(store, opener, tmp, current, True)  # open: it outlives the folder's removal
     except OSError as exc:
         raise CacheUnwritable(path=cache_dir, detail=exc.strerror or str(exc)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _open_cached(store: Store, opener: Opener, cache_dir: Path) -> ChunkIndex:
+def _open_cached(store: Store, opener: Opener, cache_dir: Path, current: _View | None, rebuild: bool) -> _View | None:
+    """A view of every delta in the store, from the best base at hand: the cache file (another
+    process may have refreshed it) or the current view, whichever holds more of what is there."""
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path, listing = cache_dir / "index", cache_dir / "index.deltas"
-    present = set(store.list(names.INDEX))
-    held: set[str] = set()
-    if path.exists() and listing.exists():
-        held = set(listing.read_text().split())
-    if held == present and path.exists():
-        try:
-            return ChunkIndex(path)
-        except FormatError:
-            held = set()  # a damaged cache is rebuilt, never trusted
-    base = ChunkIndex(None)
-    if held and held <= present:
-        try:
-            base = ChunkIndex(path)
-        except FormatError:
-            held = set()
-    else:
-        held = set()
-    added = present - held
+    path = cache_dir / "index"
+    present = frozenset(o.name for o in store.list(names.INDEX))
+    if not present:
+        return None
+    disk: _View | None = None
+    if not rebuild:
+        with suppress(FileNotFoundError, FormatError):  # a damaged cache is rebuilt, never trusted
+            disk = _View(path)
+    usable = [v for v in (current, disk) if v is not None and v.deltas <= present]
+    base = max(usable, key=lambda v: len(v.deltas), default=None)
+    if disk is not None and disk is not base:
+        disk.close()
+    if base is not None and base.deltas == present:
+        return base
     try:
-        fresh: list[Row] = []
-        for name in sorted(added):
-            fresh.extend(load_delta(store, opener, name))
-        fresh.sort()
-        _write_cache(path, heapq.merge(base.rows(), iter(fresh)))
+        return _merge(store, opener, path, base, sorted(present - (base.deltas if base else frozenset())))
     finally:
-        base.close()
-    listing.write_text("\n".join(sorted(present)) + "\n")
-    return ChunkIndex(path)
+        if base is not None and base is not current:
+            base.close()
+
+
+def _merge(store: Store, opener: Opener, path: Path, base: _View | None, added: list[str]) -> _View:
+    """base merged with the added deltas, a batch of at most BATCH_BYTES of them at a time."""
+    view = base
+    while added:
+        batch: list[_Delta] = []
+        while added and (not batch or sum(len(d.body) for d in batch) < BATCH_BYTES):
+            batch.append(_Delta(store, opener, added.pop(0)))
+        held = (view.deltas if view else frozenset()) | {d.name for d in batch}
+        _write_cache(path, heapq.merge(*([view.rows()] if view else []), *(d.rows() for d in batch)), held)
+        del batch
+        if view is not None and view is not base:
+            view.close()
+        view = _View(path)
+    assert view is not None
+    return view

@@ -5,7 +5,9 @@ then filled without it), so a chunk's ciphertext is never copied. Buffers come f
 three, reused from pack to pack: one filling, one waiting, one uploading. Adders block while none
 is free, which bounds memory. Before upload the footer is opened again and its entries checked
 against the pack; after upload the stored object is read back in ranges and must equal what was
-written. Only then do its blobs count (``locations``).
+written (unless the store verifies a put's content itself, ``capabilities.verified_put``). Only
+then do its blobs count: their locations go to ``stored`` (on the uploading thread), and are not
+kept here.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import mmap
 import queue
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import blake3
@@ -59,8 +62,12 @@ class _Pack:
 
 
 class Packer:
-    def __init__(self, store: Store, sealer: Sealer, opener: Opener, pack_size: int, max_blob: int) -> None:
+    def __init__(
+        self, store: Store, sealer: Sealer, opener: Opener, pack_size: int, max_blob: int,
+        stored: Callable[[list[tuple[ChunkId, Location]]], None],
+    ) -> None:  # fmt: skip
         self._store, self._sealer, self._opener = store, sealer, opener
+        self._stored = stored
         self._pack_size = pack_size
         capacity = -(-(pack_size + max_blob + envelope.OVERHEAD + FOOTER_RESERVE) // _PAGE) * _PAGE
         self._free: queue.Queue[mmap.mmap] = queue.Queue()
@@ -70,7 +77,6 @@ class Packer:
         self._current: _Pack | None = None
         self._ready: queue.Queue[_Pack | None] = queue.Queue()
         self._error: BaseException | None = None
-        self.locations: list[tuple[ChunkId, Location]] = []
         self._thread = threading.Thread(target=self._upload_loop, name="liferaft-packer", daemon=True)
         self._thread.start()
 
@@ -112,9 +118,8 @@ class Packer:
         if self._error is not None:
             raise self._error
 
-    def finish(self) -> list[tuple[ChunkId, Location]]:
-        """Upload what is left, wait for the uploader, and return every stored blob's location.
-        Call when no add() is running any more."""
+    def finish(self) -> None:
+        """Upload what is left and wait for the uploader. Call when no add() is running any more."""
         with self._lock:
             last, self._current = self._current, None
         if last is not None:
@@ -122,7 +127,6 @@ class Packer:
         self._ready.put(None)
         self._thread.join()
         self._raise_pending()
-        return self.locations
 
     def abort(self) -> None:
         """Stop the uploader without uploading pending packs (they are simply never referenced)."""
@@ -163,11 +167,11 @@ class Packer:
             pack_id = pack_id_of(view)
             name = names.pack(pack_id)
             self._store.put(name, view)
-        for offset in range(0, size, READBACK_RANGE):  # read back and compare with what was meant
-            n = min(READBACK_RANGE, size - offset)
-            if buf[offset : offset + n] != self._store.get_range(name, offset, n):
-                raise CorruptRepository(f"pack {pack_id.hex()} did not read back as written")
-        if self._store.size(name) != size:
+        if not self._store.capabilities.verified_put:  # read back and compare with what was meant
+            for offset in range(0, size, READBACK_RANGE):
+                n = min(READBACK_RANGE, size - offset)
+                if buf[offset : offset + n] != self._store.get_range(name, offset, n):
+                    raise CorruptRepository(f"pack {pack_id.hex()} did not read back as written")
+        if self._store.stat(name).size != size:
             raise CorruptRepository(f"pack {pack_id.hex()} has the wrong size after upload")
-        for e in pack.entries:
-            self.locations.append((e.chunk_id, Location(pack_id, e.offset, e.length, e.raw_length, e.flags)))
+        self._stored([(e.chunk_id, Location(pack_id, e.offset, e.length, e.raw_length, e.flags)) for e in pack.entries])

@@ -70,6 +70,10 @@ def _read_config(store: Store) -> RepoConfig:
     return cfg
 
 
+def list_names(store: Store, prefix: str) -> list[str]:
+    return sorted(o.name for o in store.list(prefix))
+
+
 def default_cache_root() -> Path:
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "liferaft"
@@ -121,14 +125,17 @@ class Repository:
     @classmethod
     def open(cls, store: Store, password: bytes, cache_root: Path) -> Repository:
         cfg = _read_config(store)
-        for name in sorted(store.list(names.KEYS)):
-            try:
-                record = KeyRecord.from_bytes(store.get(name))
-            except FormatError:
-                continue
-            master = keys.unwrap(record, password, cfg.repo_id)
-            if master is not None:
-                return cls(store, cfg, master, names.leaf(name), cache_root)
+        tried: set[str] = set()
+        for _ in range(2):  # a second listing, in case the first lagged behind a key just added
+            for name in [n for n in list_names(store, names.KEYS) if n not in tried]:
+                tried.add(name)
+                try:
+                    record = KeyRecord.from_bytes(store.get(name))
+                except FormatError:
+                    continue
+                master = keys.unwrap(record, password, cfg.repo_id)
+                if master is not None:
+                    return cls(store, cfg, master, names.leaf(name), cache_root)
         raise WrongPassword(location=store.location)
 
     def close(self) -> None:
@@ -150,7 +157,7 @@ class Repository:
 
     def list_keys(self) -> list[KeyInfo]:
         out = []
-        for name in sorted(self.store.list(names.KEYS)):
+        for name in list_names(self.store, names.KEYS):
             try:
                 record = KeyRecord.from_bytes(self.store.get(name))
             except FormatError:
@@ -185,7 +192,15 @@ class Repository:
         return data
 
     def locate(self, index: ChunkIndex, cid: ChunkId) -> Location:
+        """Where a chunk that must exist is. Before it is called missing, the index lists the
+        store again (another process's delta, a listing that lagged) and then, once, is rebuilt
+        from the deltas without its cache."""
         loc = index.lookup(cid)
+        for rebuild in (False, True):
+            if loc is not None:
+                return loc
+            index.refresh(rebuild)
+            loc = index.lookup(cid)
         if loc is None:
             raise CorruptRepository(f"chunk {cid.hex()[:16]} is not in the index")
         return loc
@@ -205,7 +220,7 @@ class Repository:
 
     # --- snapshots ----------------------------------------------------------------------------
     def snapshot_ids(self) -> list[SnapshotId]:
-        return [SnapshotId(names.leaf(n)) for n in self.store.list(names.SNAPSHOTS)]
+        return [SnapshotId(names.leaf(n)) for n in list_names(self.store, names.SNAPSHOTS)]
 
     def load_snapshot(self, sid: SnapshotId) -> Snapshot:
         raw = self.store.get(names.snapshot(sid))
@@ -236,6 +251,8 @@ class Repository:
         if not re.fullmatch(r"[0-9a-f]{1,64}", name):
             raise SnapshotNotFound(name=name)
         matches = [sid for sid in self.snapshot_ids() if sid.startswith(name)]
+        if not matches:  # list again: a listing may lag behind a snapshot just written
+            matches = [sid for sid in self.snapshot_ids() if sid.startswith(name)]
         if not matches:
             raise SnapshotNotFound(name=name)
         if len(matches) > 1:

@@ -1,75 +1,37 @@
-"""One backup session's writes: dedup, sealing into packs, the lease, and the commit.
+"""One backup session's writes: dedup, sealing into packs, index deltas, and the commit (the
+lease is ``sessions``).
 
-Commit order (the repository's one invariant): every pack uploaded and read back, then the
-session's index delta, then the snapshot. Nothing referenced can be missing; a session killed at
-any point leaves at most unreferenced packs (and possibly an index delta naming them, which is
-harmless: they exist and were checked).
+Commit order (the repository's one invariant): packs uploaded and read back, then an index delta
+naming them, then the snapshot, each delta and the snapshot written only after the lease was
+checked. Nothing referenced can be missing; a session killed at any point leaves at most
+unreferenced packs (and possibly index deltas naming them, which is harmless: they exist and
+were checked).
+
+Memory stays bounded whatever the number of chunks: every ``PART_ENTRIES`` stored blobs go into
+an index delta of their own (``index/<session>.<n>``), which the session's index then merges in,
+so the set of chunks claimed by this session holds only those not yet in a delta.
 """
 
 from __future__ import annotations
 
-import os
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from liferaft.crypto.aead import Sealer
-from liferaft.errors import StoreError
+from liferaft.errors import LeaseLost
 from liferaft.format import INDEX_MAGIC, ChunkId, SnapshotId
 from liferaft.format import index as index_fmt
-from liferaft.format.session import SessionRecord
+from liferaft.format.index import Location
 from liferaft.format.snapshot import Snapshot
 from liferaft.repo import blobs, names
 from liferaft.repo.index import INDEX_AD, ChunkIndex
 from liferaft.repo.packer import Packer
 from liferaft.repo.repository import Repository
+from liferaft.repo.sessions import Lease
 
-SESSION_AD = b"liferaft session"
-LEASE_RENEW_S = 60.0
-LEASE_TERM_S = 600.0
-"""A session whose lease is older than this is dead to maintenance; ours aborts before then."""
-
-
-class Lease:
-    """The session object, renewed by a thread; ``lost`` is set when renewal failed for too long."""
-
-    def __init__(self, repo: Repository, sealer: Sealer, command: str) -> None:
-        self._repo, self._sealer = repo, sealer
-        self._name = names.session(sealer.session_id)
-        self._started = time.time()
-        self._command = command
-        self._stop = threading.Event()
-        self.hold = threading.Lock()
-        """Held, no renewal writes (while the filesystem under the repository may be frozen)."""
-        self.lost: str | None = None
-        self._write()
-        self._last_ok = time.monotonic()
-        self._thread = threading.Thread(target=self._renew_loop, name="liferaft-lease", daemon=True)
-        self._thread.start()
-
-    def _write(self) -> None:
-        rec = SessionRecord(socket.gethostname(), os.getpid(), self._command, self._started, time.time())
-        self._repo.store.put(self._name, self._sealer.seal(rec.to_bytes(), SESSION_AD))
-
-    def _renew_loop(self) -> None:
-        while not self._stop.wait(LEASE_RENEW_S):
-            try:
-                with self.hold:
-                    self._write()
-                self._last_ok = time.monotonic()
-            except StoreError as exc:
-                if time.monotonic() - self._last_ok > LEASE_TERM_S / 2:
-                    self.lost = f"the session lease could not be renewed ({exc.message})"
-
-    def end(self) -> None:
-        self._stop.set()
-        self._thread.join()
-        try:
-            self._repo.store.delete(self._name)
-        except StoreError:
-            pass  # a lapsed lease is harmless; maintenance ignores it after its term
+PART_ENTRIES = 65536
+"""Blobs per index delta a session writes (3.5 MiB of plaintext)."""
 
 
 class BackupWriter:
@@ -81,10 +43,13 @@ class BackupWriter:
         self.sealer = Sealer(repo.master)
         self.level = repo.config.compression_level
         self._claimed: set[ChunkId] = set()
+        """Chunks this session stores that are in no index delta yet."""
+        self._part: list[tuple[ChunkId, Location]] = []
+        self._parts = 0
         self._lock = threading.Lock()
-        self.lease = Lease(repo, self.sealer, command)
+        self.lease = Lease(repo.store, self.sealer, command)
         max_blob = repo.config.chunk_size + 1024  # zstd's worst case is raw + a frame header
-        self.packer = Packer(repo.store, self.sealer, repo.opener, repo.config.pack_size, max_blob)
+        self.packer = Packer(repo.store, self.sealer, repo.opener, repo.config.pack_size, max_blob, self._stored)
         self.new_chunks = 0
         self.new_bytes = 0
         self.stored_bytes = 0
@@ -92,7 +57,7 @@ class BackupWriter:
     def put(self, cid: ChunkId, data: bytes | bytearray, flags: int = 0) -> bool:
         """Store a chunk unless the repository or this session has it; True when it was new."""
         if self.lease.lost:
-            raise StoreError(self.lease.lost)
+            raise LeaseLost(detail=self.lease.lost)
         if self.index.lookup(cid) is not None:
             return False
         with self._lock:
@@ -115,15 +80,37 @@ class BackupWriter:
             self.packer.settle()
             yield
 
-    def commit(self, snap: Snapshot) -> SnapshotId:
-        locations = self.packer.finish()
+    def _stored(self, located: list[tuple[ChunkId, Location]]) -> None:
+        """A pack's blobs were uploaded and checked (on the packer's thread)."""
+        self._part += located
+        if len(self._part) >= PART_ENTRIES:
+            written = self._write_part(hold=False)  # not under the lease's hold: quiet() waits for this thread
+            self.index.refresh()  # this session's own delta now answers lookups
+            with self._lock:
+                self._claimed.difference_update(cid for cid, _ in written)
+
+    def _write_part(self, hold: bool = True) -> list[tuple[ChunkId, Location]]:
+        """The blobs stored since the last delta, as an index delta, once the packs are durable."""
+        part, self._part = self._part, []
+        if not part:
+            return part
         store = self.repo.store
         store.sync()  # packs durable before anything names them
-        if locations:
-            body = index_fmt.encode(INDEX_MAGIC, locations)
-            sealed = self.sealer.seal(body, INDEX_AD)
-            store.put(names.index(self.sealer.session_id.hex()), sealed)
-            store.sync()
+        self.lease.check(hold)
+        body = index_fmt.encode(INDEX_MAGIC, part)
+        store.put(names.index(f"{self.sealer.session_id.hex()}.{self._parts}"), self.sealer.seal(body, INDEX_AD))
+        store.sync()
+        self._parts += 1
+        return part
+
+    def commit(self, snap: Snapshot) -> SnapshotId:
+        """Last index delta, then snapshot; each only while the lease holds (renewed and checked
+        by the store's clock just before), so a session paused past its term never commits."""
+        self.packer.finish()
+        store = self.repo.store
+        self._write_part()
+        store.sync()
+        self.lease.check()
         sid = self.repo.save_snapshot(self.sealer, snap)
         store.sync()
         self.lease.end()

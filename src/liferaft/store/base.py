@@ -7,16 +7,22 @@ Names are '/'-separated relative paths of safe characters ([a-z0-9._-] segments)
   before each commit step, so that nothing is referenced before it is durable.
 - ``get`` returns the whole object; ``get_range`` exactly ``length`` bytes from ``offset`` (a
   short object is an error, never a short read). A missing object raises ObjectMissing.
+- ``create`` writes an object only if no object of that name exists, atomically against other
+  writers where ``capabilities.conditional_create`` says so; False when it existed.
 - ``delete`` of a missing object is not an error.
-- ``list(prefix)`` yields every name below the folder ``prefix`` (recursively), in any order,
-  never a partially written object.
-- ``size`` is the stored length. Transient failures raise StoreTransient; wrappers may retry them.
+- ``list(prefix)`` yields an ``ObjectInfo`` for every object below the folder ``prefix``
+  (recursively), in any order, never a partially written object. A listing may lag behind the
+  newest puts on some stores: the repository lists again before it calls anything missing.
+- ``stat`` gives an object's stored size and the store's time of its last write. Ages (of a
+  lease, say) come from these times, the store's clock, never from the client's.
+- Transient failures raise StoreTransient; ``open_store`` puts a retry in front of every store.
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Protocol
 
 from liferaft.errors import StoreError
@@ -30,11 +36,35 @@ def check_name(name: str) -> str:
     return name
 
 
+@dataclass(frozen=True, slots=True)
+class ObjectInfo:
+    name: str
+    size: int
+    mtime: float
+    """When the object was last written, by the store's clock (seconds since the epoch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a store declares about itself, so that callers need not guess."""
+
+    connections: int = 8
+    """Requests worth having in flight at once."""
+    conditional_create: bool = True
+    """``create`` is atomic against other writers (an exclusive lease can rely on it)."""
+    verified_put: bool = False
+    """The store checks a put's content itself (a checksum the server verifies), so reading an
+    upload back to compare it can be skipped."""
+
+
 class Store(Protocol):
     location: str
     """Where the store is, for messages."""
+    capabilities: Capabilities
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None: ...
+
+    def create(self, name: str, data: bytes) -> bool: ...
 
     def sync(self) -> None: ...
 
@@ -42,10 +72,46 @@ class Store(Protocol):
 
     def get_range(self, name: str, offset: int, length: int) -> bytes: ...
 
-    def size(self, name: str) -> int: ...
+    def stat(self, name: str) -> ObjectInfo: ...
 
     def delete(self, name: str) -> None: ...
 
-    def list(self, prefix: str) -> Iterator[str]: ...
+    def list(self, prefix: str) -> Iterator[ObjectInfo]: ...
 
     def close(self) -> None: ...
+
+
+class Wrapper:
+    """A store in front of another: every call goes to ``inner`` unless a subclass changes it."""
+
+    def __init__(self, inner: Store) -> None:
+        self.inner = inner
+        self.location = inner.location
+        self.capabilities = inner.capabilities
+
+    def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
+        self.inner.put(name, data)
+
+    def create(self, name: str, data: bytes) -> bool:
+        return self.inner.create(name, data)
+
+    def sync(self) -> None:
+        self.inner.sync()
+
+    def get(self, name: str) -> bytes:
+        return self.inner.get(name)
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        return self.inner.get_range(name, offset, length)
+
+    def stat(self, name: str) -> ObjectInfo:
+        return self.inner.stat(name)
+
+    def delete(self, name: str) -> None:
+        self.inner.delete(name)
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        return self.inner.list(prefix)
+
+    def close(self) -> None:
+        self.inner.close()

@@ -1,4 +1,8 @@
-"""A repository in a local folder: one file per object, written atomically."""
+"""A repository in a local folder: one file per object, written atomically.
+
+A file's mtime is the store's clock. Errors a network filesystem (NFS, SMB) gives while its
+server is away (a stale handle, a timeout) are transient: ``open_store``'s retry waits them out.
+"""
 
 from __future__ import annotations
 
@@ -11,15 +15,18 @@ from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
-from liferaft.errors import ObjectMissing, RepositoryFull, StoreError
-from liferaft.store.base import check_name
+from liferaft.errors import ObjectMissing, RepositoryFull, StoreError, StoreTransient
+from liferaft.store.base import Capabilities, ObjectInfo, check_name
 
 _TMP = ".tmp-"
+TRANSIENT = frozenset({errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY, errno.ECONNRESET})
 
 
 def _translate(exc: OSError, what: str) -> StoreError:
     if exc.errno in (errno.ENOSPC, errno.EDQUOT):
         return RepositoryFull(f"{what}: {exc.strerror}")
+    if exc.errno in TRANSIENT:
+        return StoreTransient(detail=f"{what}: {exc.strerror or exc}")
     return StoreError(f"{what}: {exc.strerror or exc}")
 
 
@@ -81,6 +88,7 @@ class LocalStore:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
         self.location = str(self.root)
+        self.capabilities = Capabilities(connections=8, conditional_create=True, verified_put=False)
         self._unsynced: set[Path] = set()
         self._lock = threading.Lock()
 
@@ -88,6 +96,14 @@ class LocalStore:
         return self.root / check_name(name)
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
+        self._write(name, data, exclusive=False)
+
+    def create(self, name: str, data: bytes) -> bool:
+        return self._write(name, data, exclusive=True)
+
+    def _write(self, name: str, data: bytes | bytearray | memoryview, exclusive: bool) -> bool:
+        """Write the object via a temporary file; exclusive: link it in only where no object is
+        (False when one was)."""
         path = self._path(name)
         tmp = path.with_name(f"{_TMP}{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
         try:
@@ -98,13 +114,22 @@ class LocalStore:
                     _write_all(fd, tmp, view)
             finally:
                 os.close(fd)
-            os.replace(tmp, path)
+            if not exclusive:
+                os.replace(tmp, path)
+            else:
+                try:
+                    os.link(tmp, path)  # fails where the name exists, atomically
+                except FileExistsError:
+                    return False
+                finally:
+                    tmp.unlink()
         except OSError as exc:
             with suppress(OSError):  # never created, or a read-only folder
                 tmp.unlink()
             raise _translate(exc, f"writing {path}") from None
         with self._lock:
             self._unsynced.add(path)
+        return True
 
     def sync(self) -> None:
         with self._lock:
@@ -150,11 +175,14 @@ class LocalStore:
             raise StoreError(f"{name} is shorter than expected ({offset}+{length} bytes)")
         return data
 
-    def size(self, name: str) -> int:
+    def stat(self, name: str) -> ObjectInfo:
         try:
-            return self._path(name).stat().st_size
-        except FileNotFoundError:
+            st = self._path(name).stat()
+        except (FileNotFoundError, NotADirectoryError):
             raise ObjectMissing(name=name) from None
+        except OSError as exc:
+            raise _translate(exc, f"reading {name}") from None
+        return ObjectInfo(name, st.st_size, st.st_mtime)
 
     def delete(self, name: str) -> None:
         try:
@@ -162,14 +190,26 @@ class LocalStore:
         except OSError as exc:
             raise _translate(exc, f"deleting {name}") from None
 
-    def list(self, prefix: str) -> Iterator[str]:
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self._path(prefix)
-        for dirpath, dirnames, filenames in os.walk(base):
+
+        def fail(exc: OSError) -> None:  # os.walk would skip a folder it cannot read: a listing with holes
+            if not isinstance(exc, FileNotFoundError):
+                raise _translate(exc, f"listing {prefix}")
+
+        for dirpath, dirnames, filenames in os.walk(base, onerror=fail):
             dirnames.sort()
             rel = Path(dirpath).relative_to(self.root).as_posix()
             for fn in sorted(filenames):
-                if not fn.startswith(_TMP):
-                    yield f"{rel}/{fn}"
+                if fn.startswith(_TMP):
+                    continue
+                try:
+                    st = os.stat(os.path.join(dirpath, fn))
+                except FileNotFoundError:
+                    continue  # deleted while listed
+                except OSError as exc:
+                    raise _translate(exc, f"listing {rel}") from None
+                yield ObjectInfo(f"{rel}/{fn}", st.st_size, st.st_mtime)
 
     def close(self) -> None:
         pass

@@ -1,14 +1,38 @@
-"""The one place a store stack is composed from a repository location."""
+"""The one place a store stack is composed from a repository location and options.
+
+Every store gets a retry in front (jittered backoff, a deadline per call); a crash point goes on
+top when the crash tests ask for one (``faults.CRASH_ENV``). A new kind of store is a module
+with a class that meets ``base.Store`` (and passes tests/store/test_contract.py), plus one entry
+in ``SCHEMES``.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
 
 from liferaft.store.base import Store
 from liferaft.store.faults import CRASH_ENV, FaultStore
 from liferaft.store.local import LocalStore
 from liferaft.store.memory import MemoryStore
+from liferaft.store.retry import RetryStore
+
+
+@dataclass(frozen=True, slots=True)
+class StoreOptions:
+    retry_attempts: int = 8
+    retry_first_delay: float = 0.2
+    retry_deadline: float = 300.0
+    """Seconds one call may spend retrying before its transient error stands."""
+    crash_at_write: int = 0
+    """A crash point (tests): the process kills itself just before this write; 0 for none."""
+
+    @classmethod
+    def from_env(cls) -> StoreOptions:
+        crash_at = os.environ.get(CRASH_ENV, "")
+        return cls(crash_at_write=int(crash_at) if crash_at.isdigit() else 0)
 
 
 def _local(rest: str) -> Store:
@@ -22,12 +46,24 @@ def _memory(rest: str) -> Store:
 SCHEMES: dict[str, Callable[[str], Store]] = {"file": _local, "memory": _memory}
 
 
-def open_store(location: str) -> Store:
-    """A store for 'file:///path', 'memory://' or a plain path (a local folder); with a crash
-    point on top when the crash tests ask for one (``faults.CRASH_ENV``)."""
-    store = _open(location)
-    crash_at = os.environ.get(CRASH_ENV, "")
-    return FaultStore(store, crash_at_write=int(crash_at)) if crash_at.isdigit() else store
+def open_store(location: str, options: StoreOptions | None = None) -> Store:
+    """A store for 'file:///path', 'memory://' or a plain path (a local folder), with its
+    wrappers."""
+    options = options or StoreOptions.from_env()
+    store: Store = RetryStore(
+        _open(location), attempts=options.retry_attempts, first_delay=options.retry_first_delay, deadline=options.retry_deadline
+    )
+    if options.crash_at_write:
+        store = FaultStore(store, crash_at_write=options.crash_at_write)
+    return store
+
+
+def local_folder(location: str) -> Path | None:
+    """The folder of a local repository location ('file:///x' or a path), else None."""
+    scheme, sep, rest = location.partition("://")
+    if not sep:
+        return Path(location)
+    return Path(rest) if scheme == "file" else None
 
 
 def _open(location: str) -> Store:

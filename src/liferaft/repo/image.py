@@ -1,0 +1,169 @@
+"""A snapshot's image as bytes at any offset: ``read_at(offset, length)``.
+
+The chunk map is read a piece (4096 ids) at a time, on demand, and the last few pieces are kept;
+chunks are fetched (located, read, opened) on demand too and kept in a bounded LRU cache, and a
+run of reads in order starts a parallel read-ahead of the next chunks. Memory is bounded by the
+cache sizes, never by the image's size. Restore and verify read through it (``entries``,
+``span``); a mount, a boot from the backup, a file restore or an NBD export read through
+``read_at``. Zero chunks read as zeros, and so do free ones (their content is not part of the
+snapshot).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from liferaft.errors import CorruptRepository
+from liferaft.format import UNSTORED, ChunkId, FormatError
+from liferaft.format.chunkmap import PIECE_ENTRIES, decode_piece
+from liferaft.format.snapshot import Snapshot
+from liferaft.repo.index import ChunkIndex
+from liferaft.repo.repository import Repository
+
+CACHE_CHUNKS = 32
+"""Chunks kept (32 MiB at 1 MiB chunks)."""
+READ_AHEAD = 4
+"""Chunks fetched ahead, in parallel, once reads come in order."""
+CACHE_PIECES = 4
+
+
+class SnapshotImage:
+    def __init__(
+        self, repo: Repository, snap: Snapshot, index: ChunkIndex, cache_chunks: int = CACHE_CHUNKS, read_ahead: int = READ_AHEAD
+    ) -> None:
+        self.repo, self.snap, self.index = repo, snap, index
+        self.size, self.chunk_size, self.count = snap.size, snap.chunk_size, snap.chunk_count
+        self._cache_chunks, self._read_ahead = max(cache_chunks, read_ahead + 1), read_ahead
+        self._pieces: OrderedDict[int, list[ChunkId]] = OrderedDict()
+        self._chunks: OrderedDict[int, bytes] = OrderedDict()
+        self._fetching: dict[int, Future[bytes]] = {}
+        self._lock = threading.Lock()
+        self._last = -2
+        self._pool: ThreadPoolExecutor | None = None
+        expected = -(-self.count // PIECE_ENTRIES)
+        if len(snap.map_pieces) != expected:
+            raise CorruptRepository(f"the chunk map has {len(snap.map_pieces)} pieces for {self.count} chunks")
+
+    # --- the chunk map ------------------------------------------------------------------------
+    def _piece(self, j: int) -> list[ChunkId]:
+        with self._lock:
+            piece = self._pieces.get(j)
+            if piece is not None:
+                self._pieces.move_to_end(j)
+                return piece
+        pid = self.snap.map_pieces[j]
+        try:
+            piece = decode_piece(self.repo.read_chunk(pid, self.repo.locate(self.index, pid), check_id=True))
+        except FormatError as exc:
+            raise CorruptRepository(f"chunk map piece {pid.hex()[:16]} is unreadable ({exc})") from None
+        want = min(PIECE_ENTRIES, self.count - j * PIECE_ENTRIES)
+        if len(piece) != want:
+            raise CorruptRepository(f"chunk map piece {pid.hex()[:16]} has {len(piece)} entries where {want} belong")
+        with self._lock:
+            self._pieces[j] = piece
+            while len(self._pieces) > CACHE_PIECES:
+                self._pieces.popitem(last=False)
+        return piece
+
+    def entry(self, i: int) -> ChunkId:
+        """Chunk i's id (or ZERO_ID / FREE_ID)."""
+        if not 0 <= i < self.count:
+            raise IndexError(i)
+        return self._piece(i // PIECE_ENTRIES)[i % PIECE_ENTRIES]
+
+    def entries(self) -> Iterator[ChunkId]:
+        """Every chunk's id in order, a piece at a time (for a pass over the whole image)."""
+        for j in range(len(self.snap.map_pieces)):
+            yield from self._piece(j)
+
+    def length(self, i: int) -> int:
+        return min(self.chunk_size, self.size - i * self.chunk_size)
+
+    # --- chunks -------------------------------------------------------------------------------
+    def fetch(self, i: int, cid: ChunkId | None = None) -> bytes:
+        """Chunk i's bytes, read from the repository (not cached; for a pass over the image)."""
+        cid = self.entry(i) if cid is None else cid
+        if cid in UNSTORED:
+            return bytes(self.length(i))
+        return self.repo.read_chunk(cid, self.repo.locate(self.index, cid))
+
+    def span(self, i: int, lo: int, hi: int, cid: ChunkId | None = None) -> bytes:
+        """Image bytes [lo, hi), which lie in chunk i, read from the repository."""
+        base = i * self.chunk_size
+        assert base <= lo <= hi <= base + self.length(i)
+        data = self.fetch(i, cid)
+        return data if (lo, hi) == (base, base + len(data)) else data[lo - base : hi - base]
+
+    def chunk(self, i: int) -> bytes:
+        """Chunk i's bytes through the cache; reads in order fetch the next chunks ahead."""
+        with self._lock:
+            data = self._chunks.get(i)
+            if data is not None:
+                self._chunks.move_to_end(i)
+            fut = self._fetching.get(i) if data is None else None
+            sequential, self._last = i == self._last + 1, i
+        if sequential:
+            self._prefetch(range(i + 1, min(i + 1 + self._read_ahead, self.count)))
+        if data is not None:
+            return data
+        data = fut.result() if fut is not None else self.fetch(i)
+        self._keep(i, data)
+        return data
+
+    def _keep(self, i: int, data: bytes) -> None:
+        with self._lock:
+            self._chunks[i] = data
+            self._chunks.move_to_end(i)
+            while len(self._chunks) > self._cache_chunks:
+                self._chunks.popitem(last=False)
+
+    def _prefetch(self, wanted: range) -> None:
+        with self._lock:
+            todo = [k for k in wanted if k not in self._chunks and k not in self._fetching]
+            if not todo:
+                return
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(max_workers=self._read_ahead, thread_name_prefix="liferaft-readahead")
+            for k in todo:
+                fut = self._pool.submit(self.fetch, k)
+                self._fetching[k] = fut
+                fut.add_done_callback(lambda f, k=k: self._fetched(k, f))
+
+    def _fetched(self, k: int, fut: Future[bytes]) -> None:
+        with self._lock:
+            self._fetching.pop(k, None)
+        if not fut.cancelled() and fut.exception() is None:
+            self._keep(k, fut.result())
+
+    def read_at(self, offset: int, length: int) -> bytes:
+        """length bytes of the image from offset (fewer only past its end)."""
+        if offset < 0 or length < 0:
+            raise ValueError("negative offset or length")
+        end = min(offset + length, self.size)
+        out = bytearray()
+        at = offset
+        while at < end:
+            i = at // self.chunk_size
+            base = i * self.chunk_size
+            data = self.chunk(i)
+            take = min(end, base + len(data)) - at
+            out += data[at - base : at - base + take]
+            at += take
+        return bytes(out)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        with self._lock:
+            self._chunks.clear()
+            self._pieces.clear()
+
+    def __enter__(self) -> SnapshotImage:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
