@@ -26,6 +26,7 @@ from liferaft.disk.fsmap import detect
 from liferaft.errors import FsckFailed
 from liferaft.format import FREE_ID
 from liferaft.format.snapshot import Snapshot
+from liferaft.repo.image import SnapshotImage
 from liferaft.repo.repository import Repository
 
 FICLONERANGE = 0x4020940D
@@ -102,11 +103,8 @@ def _segments(fd: int, start: int, size: int) -> Iterator[tuple[int, int]]:
 
 def _free_chunks(repo: Repository, snap: Snapshot) -> bytearray:
     """One byte per chunk: 1 where the snapshot holds the chunk as free."""
-    index = repo.open_index()
-    try:
-        return bytearray(cid == FREE_ID for cid in repo.chunk_map(snap, index))
-    finally:
-        index.close()
+    with SnapshotImage(repo, snap) as image:
+        return bytearray(cid == FREE_ID for cid in image.entries())
 
 
 def _lost_bytes(copy: str, start: int, chunk: int, free: bytearray) -> int:

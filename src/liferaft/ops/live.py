@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from liferaft.disk.imaging import Pieces, Plan, chunk_free
 from liferaft.errors import SourceTooBusy
 from liferaft.ops.imager import Imager
+from liferaft.repo.image import SnapshotImage
 from liferaft.repo.repository import Repository
 from liferaft.source import tracking
 from liferaft.source.providers.freeze_trace import LiveSource
@@ -190,7 +191,8 @@ def use_tracking(repo: Repository, im: Imager, src: LiveSource, source: str) -> 
     only: set[int] = set()
     for offset, length in since.ranges:
         only.update(range(offset // im.chunk, min(-(-(offset + length) // im.chunk), im.count)))
-    for i, cid in enumerate(repo.chunk_map(prev, im.index)):
-        im.set(i, cid)
+    with SnapshotImage(repo, prev, im.index) as image:
+        for i, cid in enumerate(image.entries()):
+            im.set(i, cid)
     record.update({"used": True, "chunks": len(only)})
     return only, record

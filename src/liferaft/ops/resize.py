@@ -24,6 +24,7 @@ from liferaft.format.snapshot import Snapshot
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.ops.restore import RestoreResult, _write, kernel_view, restore
 from liferaft.ops.snapshots import select
+from liferaft.repo.image import SnapshotImage
 from liferaft.repo.repository import Repository
 from liferaft.source.loop import loop_device
 from liferaft.source.target import TargetWriter, staged
@@ -164,11 +165,8 @@ def _resized(
                 raise TargetTooSmall(path=target, target_size=new, image_size=minimum)
             _resize_fs(dev, fs, last_end - start)
         writer = TargetWriter(target, new, force=True)
-        index = repo.open_index()
-        try:
-            stats = _write(repo, snap, index, writer, 0, start, progress, None, False, False)
-        finally:
-            index.close()
+        with SnapshotImage(repo, snap) as image:
+            stats = _write(image, writer, 0, start, progress, None, False, False)
         _copy(stage, target, start, last_end - start, dense=writer.is_device)
     _edit(target, snap.size, new, last_end)
     return RestoreResult(sid, target, new, None, 0, stats["written"], stats["zero"], stats["free"], stats["bytes"],

@@ -4,8 +4,10 @@ Chunks are fetched, opened and written in parallel. Zero and free chunks become 
 on devices zero chunks are zeroed, free ones discarded with ``discard`` (else zeroed). ``delta``
 restores onto a target that already holds an older state: each target chunk is read and hashed,
 only chunks whose id differs are fetched, and of those only the 4 KiB blocks that differ are
-written. ``verify`` reads the target back and
-checks every chunk against the snapshot (free chunks excepted: their content is not part of it).
+written. Chunks come through the snapshot's image reader (``repo.image``). ``verify`` reads the
+target back and checks every chunk against the snapshot (free chunks excepted: their content is
+not part of it) and, for a whole image, recomputes the image digest from the bytes read back and
+compares it with the one the backup recorded.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from liferaft.format.snapshot import Snapshot
 from liferaft.ops.pipeline import default_workers, ordered_map
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.ops.snapshots import select
-from liferaft.repo.index import ChunkIndex
+from liferaft.repo.image import SnapshotImage
 from liferaft.repo.repository import Repository
 from liferaft.source.device import SourceReader
 from liferaft.source.target import TargetWriter, changed_runs, reread_partitions, staged
@@ -87,17 +89,11 @@ def restore(
     sid = select(repo, name)
     snap = repo.load_snapshot(sid)
     lo, hi = (0, snap.size) if partition is None else partition_range(snap, partition)
-    index = repo.open_index()
-    try:
-        with nullcontext(target) if delta or in_place else staged(target, force) as path:
-            writer = TargetWriter(path, hi - lo, force or path != target, existing=delta)
-            stats = _write(repo, snap, index, writer, lo, hi, progress, workers, discard, delta)
-            if verify:
-                bad = _verify(repo, snap, index, path, lo, hi, progress, workers)
-                if bad:
-                    raise VerifyFailed(f"{bad} chunks of the restored image differ from the backup")
-    finally:
-        index.close()
+    with SnapshotImage(repo, snap) as image, nullcontext(target) if delta or in_place else staged(target, force) as path:
+        writer = TargetWriter(path, hi - lo, force or path != target, existing=delta)
+        stats = _write(image, writer, lo, hi, progress, workers, discard, delta)
+        if verify:
+            _verify(image, path, lo, hi, progress, workers)
     notes = kernel_view(target, snap) if partition is None and not in_place else ()
     return RestoreResult(
         sid, target, hi - lo, partition, stats["read"], stats["written"], stats["zero"], stats["free"],
@@ -119,19 +115,19 @@ def _read_target(reader: SourceReader, job: _Job, chunk: int, aligned: bool) -> 
     return reader.read(job.at // chunk) if aligned else reader.read_at(job.at, job.hi - job.lo)
 
 
-def _jobs(repo: Repository, snap: Snapshot, index: ChunkIndex, lo: int, hi: int) -> Any:
-    chunk = snap.chunk_size
-    for i, cid in enumerate(repo.chunk_map(snap, index)):
-        a, b = max(lo, i * chunk), min(hi, (i + 1) * chunk, snap.size)
+def _jobs(image: SnapshotImage, lo: int, hi: int) -> Any:
+    chunk = image.chunk_size
+    for i, cid in enumerate(image.entries()):
+        a, b = max(lo, i * chunk), min(hi, (i + 1) * chunk, image.size)
         if a < b:
             yield _Job(i, cid, a, b, a - lo)
 
 
 def _write(
-    repo: Repository, snap: Snapshot, index: ChunkIndex, writer: TargetWriter, lo: int, hi: int,
-    progress: Progress, workers: int | None, discard: bool, delta: bool,
+    image: SnapshotImage, writer: TargetWriter, lo: int, hi: int, progress: Progress, workers: int | None,
+    discard: bool, delta: bool,
 ) -> dict[str, int]:  # fmt: skip
-    chunk = snap.chunk_size
+    repo, chunk = image.repo, image.chunk_size
     reader = SourceReader(writer.path, chunk, limit=hi - lo) if delta else None
     aligned = lo % chunk == 0
 
@@ -151,7 +147,7 @@ def _write(
                 else:
                     writer.zero(job.at, n)
             return "free", 0
-        whole = job.hi - job.lo == min(chunk, snap.size - job.index * chunk)
+        whole = job.hi - job.lo == image.length(job.index)
         if delta:
             assert reader is not None
             have = _read_target(reader, job, chunk, aligned)
@@ -165,8 +161,7 @@ def _write(
         elif job.cid == ZERO_ID:
             writer.zero(job.at, n)
             return "zero", 0
-        data = repo.read_chunk(job.cid, repo.locate(index, job.cid))
-        part = data[job.lo - job.index * chunk : job.hi - job.index * chunk]
+        part = image.span(job.index, job.lo, job.hi, job.cid)
         if delta:  # write only the 4 KiB blocks that differ (a few pages of a database, say)
             runs = changed_runs(part, have) if len(have) == len(part) else [(0, len(part))]
             for start, end in runs:
@@ -179,7 +174,7 @@ def _write(
     stats = {"read": 0, "written": 0, "zero": 0, "free": 0, "bytes": 0}
     progress.start(f"restore to {writer.path}", hi - lo)
     try:
-        for what, n in ordered_map(work, _jobs(repo, snap, index, lo, hi), workers or default_workers() + 2):
+        for what, n in ordered_map(work, _jobs(image, lo, hi), workers or default_workers() + 2):
             if delta:
                 stats["read"] += what != "free"
             if what in ("written", "zero") and n:
@@ -198,37 +193,42 @@ def _write(
     return stats
 
 
-def _verify(
-    repo: Repository, snap: Snapshot, index: ChunkIndex, target: str, lo: int, hi: int, progress: Progress,
-    workers: int | None,
-) -> int:  # fmt: skip
-    """Chunks of the target that differ from the snapshot (free chunks are not compared)."""
-    chunk = snap.chunk_size
+def _verify(image: SnapshotImage, target: str, lo: int, hi: int, progress: Progress, workers: int | None) -> None:
+    """Read the target back: every chunk against the snapshot (free chunks are not compared),
+    and for a whole image the image digest of the bytes read back against the recorded one."""
+    repo, chunk = image.repo, image.chunk_size
     reader = SourceReader(target, chunk, limit=hi - lo)
     aligned = lo % chunk == 0
+    whole_image = (lo, hi) == (0, image.size)
 
-    def check(job: _Job) -> bool:
+    def check(job: _Job) -> tuple[bool, bytes]:
+        """(the chunk matches, what it adds to the image digest)."""
         if job.cid == FREE_ID:
-            return True
+            return True, FREE_ID
         n = job.hi - job.lo
         have = _read_target(reader, job, chunk, aligned)
         if len(have) != n:
-            return False
-        whole = n == min(chunk, snap.size - job.index * chunk)
+            return False, b""
+        whole = n == image.length(job.index)
+        got = repo.ids.chunk_id(have) if whole else b""
         if whole and job.cid not in UNSTORED:
-            return repo.ids.chunk_id(have) == job.cid
+            return got == job.cid, got
         if job.cid == ZERO_ID:
-            return have.count(0) == n
-        data = repo.read_chunk(job.cid, repo.locate(index, job.cid))
-        return bytes(have) == data[job.lo - job.index * chunk : job.hi - job.index * chunk]
+            return have.count(0) == n, got
+        return bytes(have) == image.span(job.index, job.lo, job.hi, job.cid), got
 
     progress.start(f"verify {target}", hi - lo)
     bad = 0
+    digest = repo.ids.digest()
     try:
-        for ok in ordered_map(check, _jobs(repo, snap, index, lo, hi), workers):
+        for ok, got in ordered_map(check, _jobs(image, lo, hi), workers):
             bad += not ok
+            digest.update(got)
             progress.advance(chunk)
     finally:
         progress.finish()
         reader.close()
-    return bad
+    if bad:
+        raise VerifyFailed(f"{bad} chunks of the restored image differ from the backup")
+    if whole_image and digest.finish(image.size) != image.snap.image_digest:
+        raise VerifyFailed("the restored image's digest differs from the one its backup recorded")

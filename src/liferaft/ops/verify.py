@@ -24,6 +24,7 @@ from liferaft.ops.pipeline import ordered_map
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.ops.snapshots import select
 from liferaft.repo import blobs, names
+from liferaft.repo.image import SnapshotImage
 from liferaft.repo.index import ChunkIndex
 from liferaft.repo.packer import check_footer, pack_id_of
 from liferaft.repo.repository import Repository
@@ -75,17 +76,18 @@ def _check_snapshot(
 ) -> None:
     try:
         snap = repo.load_snapshot(sid)
-        for cid in itertools.chain(snap.map_pieces, repo.chunk_map(snap, index)):  # streamed: bounded memory
-            if cid in UNSTORED:
-                continue
-            loc = index.lookup(cid)
-            if loc is None and index.refresh():  # list again: the first listing may have lagged
+        with SnapshotImage(repo, snap, index) as image:
+            for cid in itertools.chain(snap.map_pieces, image.entries()):  # streamed: bounded memory
+                if cid in UNSTORED:
+                    continue
                 loc = index.lookup(cid)
-            if loc is None:
-                result.errors.append(f"snapshot {sid[:12]}: chunk {cid.hex()[:16]} is not in the index")
-                continue
-            result.chunks += 1
-            needed[loc.pack] = max(needed.get(loc.pack, 0), loc.offset + loc.length)
+                if loc is None and index.refresh():  # list again: the first listing may have lagged
+                    loc = index.lookup(cid)
+                if loc is None:
+                    result.errors.append(f"snapshot {sid[:12]}: chunk {cid.hex()[:16]} is not in the index")
+                    continue
+                result.chunks += 1
+                needed[loc.pack] = max(needed.get(loc.pack, 0), loc.offset + loc.length)
         result.snapshots += 1
     except LiferaftError as exc:
         result.errors.append(f"snapshot {sid[:12]}: {exc.message}")

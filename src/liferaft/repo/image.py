@@ -11,6 +11,7 @@ snapshot).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -32,9 +33,13 @@ CACHE_PIECES = 4
 
 class SnapshotImage:
     def __init__(
-        self, repo: Repository, snap: Snapshot, index: ChunkIndex, cache_chunks: int = CACHE_CHUNKS, read_ahead: int = READ_AHEAD
-    ) -> None:
-        self.repo, self.snap, self.index = repo, snap, index
+        self, repo: Repository, snap: Snapshot, index: ChunkIndex | None = None, cache_chunks: int = CACHE_CHUNKS,
+        read_ahead: int = READ_AHEAD,
+    ) -> None:  # fmt: skip
+        """index: the index to locate chunks with; without one, the image opens the repository's
+        (and closes it with itself)."""
+        self._own_index = index is None
+        self.repo, self.snap, self.index = repo, snap, index or repo.open_index()
         self.size, self.chunk_size, self.count = snap.size, snap.chunk_size, snap.chunk_count
         self._cache_chunks, self._read_ahead = max(cache_chunks, read_ahead + 1), read_ahead
         self._pieces: OrderedDict[int, list[ChunkId]] = OrderedDict()
@@ -45,6 +50,7 @@ class SnapshotImage:
         self._pool: ThreadPoolExecutor | None = None
         expected = -(-self.count // PIECE_ENTRIES)
         if len(snap.map_pieces) != expected:
+            self.close()
             raise CorruptRepository(f"the chunk map has {len(snap.map_pieces)} pieces for {self.count} chunks")
 
     # --- the chunk map ------------------------------------------------------------------------
@@ -130,7 +136,7 @@ class SnapshotImage:
             for k in todo:
                 fut = self._pool.submit(self.fetch, k)
                 self._fetching[k] = fut
-                fut.add_done_callback(lambda f, k=k: self._fetched(k, f))
+                fut.add_done_callback(functools.partial(self._fetched, k))
 
     def _fetched(self, k: int, fut: Future[bytes]) -> None:
         with self._lock:
@@ -161,6 +167,9 @@ class SnapshotImage:
         with self._lock:
             self._chunks.clear()
             self._pieces.clear()
+        if self._own_index:
+            self.index.close()
+            self._own_index = False
 
     def __enter__(self) -> SnapshotImage:
         return self

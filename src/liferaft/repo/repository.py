@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +28,6 @@ from liferaft.errors import (
     WrongPassword,
 )
 from liferaft.format import FORMAT_VERSION, KNOWN_FEATURES, ChunkId, FormatError, SnapshotId
-from liferaft.format.chunkmap import decode_piece
 from liferaft.format.config import CHUNK_SIZE_DEFAULT, PACK_SIZE_DEFAULT, RepoConfig
 from liferaft.format.index import Location
 from liferaft.format.keyfile import KeyRecord
@@ -204,19 +202,6 @@ class Repository:
         if loc is None:
             raise CorruptRepository(f"chunk {cid.hex()[:16]} is not in the index")
         return loc
-
-    def chunk_map(self, snap: Snapshot, index: ChunkIndex) -> Iterator[ChunkId]:
-        """The snapshot's chunk ids in image order (ZERO_ID / FREE_ID markers), piece by piece."""
-        count = 0
-        for pid in snap.map_pieces:
-            try:
-                piece = decode_piece(self.read_chunk(pid, self.locate(index, pid), check_id=True))
-            except FormatError as exc:
-                raise CorruptRepository(f"chunk map piece {pid.hex()[:16]} is unreadable ({exc})") from None
-            count += len(piece)
-            yield from piece
-        if count != snap.chunk_count:
-            raise CorruptRepository(f"the chunk map has {count} entries for {snap.chunk_count} chunks")
 
     # --- snapshots ----------------------------------------------------------------------------
     def snapshot_ids(self) -> list[SnapshotId]:
