@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from liferaft.source.blocktrace import TRACEFS, remove_stale
-from liferaft.source.tracking import socket_path, state_path
+from liferaft.source.linux.blocktrace import TRACEFS, remove_stale
+from liferaft.source.linux.tracking import socket_path, state_path
 from tests.cli.test_live import Writers, check_restored, live_backup, live_fs, start_writers
 from tests.conftest import PYTHON, Result, as_on_a_terminal, sh
 

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from liferaft.source.blocktrace import BlockTrace
+from liferaft.source.linux.blocktrace import BlockTrace
 from tests.conftest import sh
 
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from liferaft.errors import FreezeBusy, FreezeExpired, FreezeFailed
-from liferaft.source import freeze
-from liferaft.source.freeze import frozen, thaw
+from liferaft.source.linux import freeze
+from liferaft.source.linux.freeze import frozen, thaw
 from tests.conftest import PYTHON, mounted_ext4, sh
 
 
@@ -50,7 +50,7 @@ def test_a_hang_is_thawed_at_the_bound(ext4: Path) -> None:
 def test_kill_9_during_the_freeze_is_thawed_at_once(ext4: Path) -> None:
     script = (
         "import sys, time\n"
-        "from liferaft.source.freeze import frozen\n"
+        "from liferaft.source.linux.freeze import frozen\n"
         f"with frozen([{str(ext4)!r}], max_freeze=30):\n"
         "    print('frozen', flush=True)\n"
         "    time.sleep(120)\n"

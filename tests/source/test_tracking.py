@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from liferaft.errors import UsageError
-from liferaft.source import tracking
-from liferaft.source.tracking import GRAIN, Tracker
+from liferaft.source.linux import tracking
+from liferaft.source.linux.tracking import GRAIN, Tracker
 from tests import writers
 from tests.conftest import sh
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from liferaft.source.writeback import WritebackFailed, WriteBehind
+from liferaft.target.writeback import WritebackFailed, WriteBehind
 from tests.conftest import mounted_ext4, sh
 
 MiB = 1 << 20

@@ -9,7 +9,8 @@ from liferaft.cli import render
 from liferaft.cli.context import Context
 from liferaft.cli.render import BarProgress
 from liferaft.ops.backup import backup
-from liferaft.source.providers.freeze_trace import LiveOptions
+from liferaft.source import providers
+from liferaft.source.options import LiveOptions
 
 DEFAULTS = LiveOptions()
 
@@ -20,7 +21,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--provider",
         default="auto",
-        choices=["auto", "plain", "freeze_trace", "reflink"],
+        choices=["auto", *providers.names()],
         help="how a consistent view is had: freeze_trace images mounted filesystems live, reflink clones an image "
         "file in use (XFS, btrfs), plain needs a source nothing uses; auto (default) takes freeze_trace when "
         "anything on the source is mounted",

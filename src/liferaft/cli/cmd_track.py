@@ -10,8 +10,8 @@ from typing import Any
 
 from liferaft.cli import render
 from liferaft.cli.context import Context
-from liferaft.source.blocktrace import BUFFER_KB
-from liferaft.source.tracking import Tracker, status
+from liferaft.source.linux.tracking import Tracker, status
+from liferaft.source.options import BUFFER_KB
 from liferaft.source.usage import source_device, traced_device
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, cast
 
 from liferaft.disk.imaging import Plan, Region, chunk_free, make_plan
 from liferaft.errors import Interrupted
@@ -21,7 +21,8 @@ from liferaft.ops.pipeline import default_workers, device_readers
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo.repository import Repository
 from liferaft.source import providers
-from liferaft.source.providers.freeze_trace import LiveOptions, LiveSource
+from liferaft.source.options import LiveOptions
+from liferaft.source.providers import LiveView
 from liferaft.source.usage import source_device
 
 CLEAN = "clean"
@@ -73,27 +74,20 @@ def backup(
     if note:
         options.notes.append(note)
     name = providers.choose(source) if provider == "auto" else provider
-    src: LiveSource | None = None
-    view: LiveSource | providers.Provider
-    if name == LiveSource.name:
-        src = view = LiveSource(source, repo.config.chunk_size, options)
-        reader, close = src.reader, src.close
-    else:
-        chosen = view = providers.get(name)
-        reader = chosen.open(source, repo.config.chunk_size)
-        close = reader.close
-    settled = src is not None
+    view = providers.get(name).open(source, repo.config.chunk_size, options)
+    reader = view.reader
+    settled = view.live
     try:
-        if src is not None:
-            # before the used-block map is read, so that the maps on disk are current (journals
-            # checkpointed by the freeze) and every later write is traced
-            src.settle()
+        # before the used-block map is read, so that the maps on disk are current (journals
+        # checkpointed by the freeze) and every later write is traced
+        view.settle()
         plan = make_plan(reader.read_at, reader.info.size, all_blocks, settled)
         workers = workers or default_workers()
         im = Imager(repo, reader, progress, workers, device_readers(workers) if reader.direct else workers)
         try:
             live_record: dict[str, Any] = {}
-            if src is not None:
+            if view.live:
+                src = cast(LiveView, view)
                 im.before_read = src.copying
                 only, tracked = use_tracking(repo, im, src, source)
                 done = copy_live(im, src, plan, lambda: make_plan(reader.read_at, reader.info.size, all_blocks, settled), only)
@@ -124,7 +118,7 @@ def backup(
         finally:
             im.close()
     finally:
-        close()
+        view.close()
     return BackupResult(
         snapshot_id=sid,
         source=source,

@@ -12,10 +12,8 @@ never written.
 
 from __future__ import annotations
 
-import fcntl
 import os
 import stat
-import struct
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -28,8 +26,8 @@ from liferaft.format import FREE_ID
 from liferaft.format.snapshot import Snapshot
 from liferaft.repo.image import SnapshotImage
 from liferaft.repo.repository import Repository
+from liferaft.source.linux import kernel
 
-FICLONERANGE = 0x4020940D
 COPY_PIECE = 8 << 20
 
 
@@ -59,7 +57,7 @@ def _copy(target: str, start: int, size: int, dest: int) -> None:
     try:
         os.ftruncate(dest, size)
         try:
-            fcntl.ioctl(dest, FICLONERANGE, _clone_range(fd, start, size))
+            kernel.clone_range(dest, fd, start, size)
             return
         except OSError:
             pass
@@ -75,10 +73,6 @@ def _copy(target: str, start: int, size: int, dest: int) -> None:
                 done += len(data)
     finally:
         os.close(fd)
-
-
-def _clone_range(src: int, start: int, size: int) -> bytes:
-    return struct.pack("<qQQQ", src, start, size, 0)
 
 
 def _segments(fd: int, start: int, size: int) -> Iterator[tuple[int, int]]:

@@ -21,8 +21,8 @@ from liferaft.errors import SourceTooBusy
 from liferaft.ops.imager import Imager
 from liferaft.repo.image import SnapshotImage
 from liferaft.repo.repository import Repository
-from liferaft.source import tracking
-from liferaft.source.providers.freeze_trace import LiveSource
+from liferaft.source.changes import Mark, Since
+from liferaft.source.providers import LiveView
 
 SETTLED_BYTES = 32 << 20
 """A dirty set this small is read while frozen rather than re-copied live once more."""
@@ -55,7 +55,7 @@ class LiveStats:
 
 def copy_live(
     im: Imager,
-    src: LiveSource,
+    src: LiveView,
     plan: Plan,
     replan: Callable[[], Plan],
     only: set[int] | None = None,
@@ -159,13 +159,13 @@ def _busy(pending: set[int], chunk: int, passes: int) -> str:
     return f"{len(pending) * chunk >> 20} MiB still changing after {passes} passes"
 
 
-def use_tracking(repo: Repository, im: Imager, src: LiveSource, source: str) -> tuple[set[int] | None, dict[str, object]]:
+def use_tracking(repo: Repository, im: Imager, src: LiveView, source: str) -> tuple[set[int] | None, dict[str, object]]:
     """Change tracking for this backup of source (read through src's device): marks a new epoch at
     the device's tracker (for the next backup) and, when the tracker vouches for everything written
     since the last snapshot of this source, fills im's table from that snapshot and returns the
     chunks to read. Otherwise None (read every used chunk and compare ids), with a note saying why."""
-    device = src.reader.path
-    now = tracking.mark(device)
+    device, tracker = src.reader.path, src.tracker
+    now = tracker.mark(device)
     record: dict[str, object] = {"tracker": now.tracker, "epoch": now.epoch} if now else {}
     prev = None
     for _sid, snap in reversed(repo.snapshots(damaged=[])):  # a damaged one is no base: read and compare
@@ -178,13 +178,13 @@ def use_tracking(repo: Repository, im: Imager, src: LiveSource, source: str) -> 
     if now is None:
         src.options.notes.append(
             f"no change tracker runs for {device}: every used chunk was read and compared "
-            f"(keep `liferaft track {device}` running so that later backups read only what changed)"
+            f"({tracker.hint(device)} so that later backups read only what changed)"
         )
         return None, record
     if last.get("tracker") != now.tracker:
-        since = tracking.Since(None, "the last backup was not tracked by this tracker (restarted, or started later)")
+        since = Since(None, "the last backup was not tracked by this tracker (restarted, or started later)")
     else:
-        since = tracking.written_since(device, now.tracker, int(last.get("epoch", 0)))
+        since = tracker.since(device, Mark(now.tracker, int(last.get("epoch", 0))))
     if since.ranges is None:
         src.options.notes.append(f"change tracking fell back to reading every used chunk: {since.why}")
         return None, record

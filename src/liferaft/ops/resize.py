@@ -26,8 +26,8 @@ from liferaft.ops.restore import RestoreResult, _write, kernel_view, restore
 from liferaft.ops.snapshots import select
 from liferaft.repo.image import SnapshotImage
 from liferaft.repo.repository import Repository
-from liferaft.source.loop import loop_device
-from liferaft.source.target import TargetWriter, staged
+from liferaft.target.loop import loop_device
+from liferaft.target.writer import TargetWriter, staged
 
 ALIGN = 1 << 20
 RESIZABLE = ("ext2", "ext3", "ext4", "ntfs")

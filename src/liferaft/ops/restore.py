@@ -27,7 +27,7 @@ from liferaft.ops.snapshots import select
 from liferaft.repo.image import SnapshotImage
 from liferaft.repo.repository import Repository
 from liferaft.source.device import SourceReader
-from liferaft.source.target import TargetWriter, changed_runs, reread_partitions, staged
+from liferaft.target.writer import TargetWriter, changed_runs, reread_partitions, staged
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,17 +9,14 @@ Reads are os.preadv/os.pread, which release the GIL, so a pool of threads reads 
 from __future__ import annotations
 
 import errno
-import fcntl
 import mmap
 import os
 import stat
-import struct
 import threading
 from dataclasses import dataclass
 
 from liferaft.errors import SourceUnreadable
-
-BLKGETSIZE64 = 0x80081272
+from liferaft.source.linux import kernel
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,8 +30,7 @@ class SourceInfo:
 def size_of(fd: int, is_device: bool) -> int:
     """Bytes in the open device (BLKGETSIZE64) or file."""
     if is_device:
-        buf = fcntl.ioctl(fd, BLKGETSIZE64, b"\0" * 8)
-        return int(struct.unpack("<Q", buf)[0])
+        return kernel.block_size(fd)
     return os.fstat(fd).st_size
 
 

@@ -11,7 +11,6 @@ runs is imported here, at load time, so no lazy import writes a .pyc file to a f
 from __future__ import annotations
 
 import array
-import ctypes
 import os
 import re
 import subprocess
@@ -19,16 +18,19 @@ import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 
 from liferaft.errors import HookFailed, SourceUnreadable, UsageError
-from liferaft.source.blocktrace import BUFFER_KB, BlockTrace
+from liferaft.source.changes import ChangeTracker
 from liferaft.source.device import SourceReader
-from liferaft.source.freeze import MAX_FREEZE_S, Window, frozen
+from liferaft.source.linux import kernel
+from liferaft.source.linux.blocktrace import BlockTrace
+from liferaft.source.linux.freeze import Window, frozen
+from liferaft.source.linux.tracking import TraceTracker
+from liferaft.source.options import LiveOptions
+from liferaft.source.providers import Taken
 from liferaft.source.usage import Mounted, mounted_filesystems, traced_device
 
 DRAIN_EVERY_S = 0.05
-_libc = ctypes.CDLL(None, use_errno=True)
 _DIRTY = re.compile(b"\x01")
 
 
@@ -37,7 +39,9 @@ def syncfs(mountpoint: str) -> None:
     here: the freeze flushes whatever is left."""
     fd = os.open(mountpoint, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        _libc.syncfs(fd)
+        kernel.syncfs(fd)
+    except OSError:
+        pass
     finally:
         os.close(fd)
 
@@ -53,35 +57,11 @@ def run_hook(which: str, command: str) -> None:
         raise HookFailed(which=which, detail=f"exit status {done.returncode}: {tail[0]}")
 
 
-@dataclass
-class Taken:
-    """The chunks written since the previous take, and whether trace events were lost (then any
-    chunk may have been written)."""
-
-    chunks: list[int]
-    lost: bool
-
-
-@dataclass
-class LiveOptions:
-    max_freeze: float = MAX_FREEZE_S
-    """The watchdog's bound on the freeze window, in seconds."""
-    pre_freeze: str | None = None
-    post_thaw: str | None = None
-    trace_buffer_kb: int = BUFFER_KB
-    """Ring buffer per CPU."""
-    max_passes: int = 8
-    """Live re-copy passes before the final frozen one."""
-    frozen_memory: int = 256 << 20
-    """At most this many bytes of dirty chunks are copied into memory during the freeze."""
-    notes: list[str] = field(default_factory=list)
-
-
 class LiveSource:
     """A mounted source being traced. close() it always: the trace instance and the drain thread
     must go away."""
 
-    name = "freeze_trace"
+    live = True
 
     def __init__(self, path: str, chunk_size: int, options: LiveOptions) -> None:
         sys.dont_write_bytecode = True  # no .pyc file is written from here on (the source may hold them)
@@ -93,6 +73,8 @@ class LiveSource:
         if note:
             options.notes.append(note)
         self.unfreezable: list[str] | None = None
+        self.tracker: ChangeTracker = TraceTracker()
+        """What was written since the last backup, when a ``liferaft track`` follows the device."""
         self.reader = SourceReader(device, chunk_size)
         self.chunk_size = chunk_size
         self._lock = threading.Lock()
@@ -212,3 +194,10 @@ class LiveSource:
             self._thread.join()
         self.trace.close()
         self.reader.close()
+
+
+class FreezeTraceProvider:
+    name = "freeze_trace"
+
+    def open(self, path: str, chunk_size: int, options: LiveOptions) -> LiveSource:
+        return LiveSource(path, chunk_size, options)

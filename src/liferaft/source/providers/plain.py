@@ -6,17 +6,18 @@ from __future__ import annotations
 
 from liferaft.errors import SourceInUse
 from liferaft.source.device import SourceReader
+from liferaft.source.options import LiveOptions
+from liferaft.source.providers import StaticView
 from liferaft.source.usage import in_use
 
 
 class PlainProvider:
     name = "plain"
-    crash_consistent = False
-    """Nothing uses the source; a filesystem on it that needs recovery (a dead machine's disk)
-    makes the image crash-consistent all the same (the plan says so)."""
 
-    def open(self, path: str, chunk_size: int) -> SourceReader:
+    def open(self, path: str, chunk_size: int, options: LiveOptions) -> StaticView:
+        """Not crash-consistent: nothing uses the source. A filesystem on it that needs recovery
+        (a dead machine's disk) makes the image crash-consistent all the same (the plan says so)."""
         holder = in_use(path)
         if holder is not None:
             raise SourceInUse(path=path, holder=holder)
-        return SourceReader(path, chunk_size)
+        return StaticView(SourceReader(path, chunk_size), crash_consistent=False)

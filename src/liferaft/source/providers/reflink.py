@@ -7,21 +7,21 @@ cut would have left (crash-consistent)."""
 from __future__ import annotations
 
 import dataclasses
-import fcntl
 import os
 import stat
 
 from liferaft.errors import SourceUnreadable
 from liferaft.source.device import SourceReader
-
-FICLONE = 0x40049409
+from liferaft.source.linux import kernel
+from liferaft.source.options import LiveOptions
+from liferaft.source.providers import StaticView
 
 
 class ReflinkProvider:
     name = "reflink"
-    crash_consistent = True
 
-    def open(self, path: str, chunk_size: int) -> SourceReader:
+    def open(self, path: str, chunk_size: int, options: LiveOptions) -> StaticView:
+        """Crash-consistent: the clone is the file as a power cut would have left it."""
         try:
             st = os.stat(path)
         except OSError as exc:
@@ -40,7 +40,7 @@ class ReflinkProvider:
             os.close(src)
             raise SourceUnreadable(path=path, detail=f"cannot create a clone beside it ({exc.strerror})") from None
         try:
-            fcntl.ioctl(dst, FICLONE, src)
+            kernel.clone(dst, src)
             reader = SourceReader(clone, chunk_size)
         except OSError as exc:
             raise SourceUnreadable(
@@ -54,4 +54,4 @@ class ReflinkProvider:
             os.close(src)
         reader.path = path
         reader.info = dataclasses.replace(reader.info, path=path)
-        return reader
+        return StaticView(reader, crash_consistent=True)

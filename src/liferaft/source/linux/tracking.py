@@ -30,8 +30,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liferaft.errors import SourceUnreadable, UsageError
-from liferaft.source.blocktrace import BUFFER_KB, BlockTrace
+from liferaft.source.changes import Mark, Since
 from liferaft.source.device import size_of
+from liferaft.source.linux.blocktrace import BlockTrace
+from liferaft.source.options import BUFFER_KB
 
 RUN_DIR = Path("/run/liferaft")
 GRAIN = 256 * 1024
@@ -61,20 +63,6 @@ def socket_path(device: str) -> Path:
 
 def state_path(device: str) -> Path:
     return RUN_DIR / f"track-{_dev_key(device)}.json"
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    tracker: str
-    epoch: int
-
-
-@dataclass(frozen=True, slots=True)
-class Since:
-    """Answer to 'written since epoch': byte ranges, or None with the reason why not known."""
-
-    ranges: list[tuple[int, int]] | None
-    why: str = ""
 
 
 class Tracker:
@@ -294,3 +282,16 @@ def written_since(device: str, tracker: str, epoch: int) -> Since:
     if not reply.get("ok") or not isinstance(ranges, list):
         return Since(None, str(reply.get("why") or "the tracker gave no answer"))
     return Since([(int(a), int(n)) for a, n in ranges])
+
+
+class TraceTracker:
+    """The ``ChangeTracker`` (``source.changes``) of a ``liferaft track`` process per device."""
+
+    def mark(self, device: str) -> Mark | None:
+        return mark(device)
+
+    def since(self, device: str, at: Mark) -> Since:
+        return written_since(device, at.tracker, at.epoch)
+
+    def hint(self, device: str) -> str:
+        return f"keep `liferaft track {device}` running"

@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from liferaft.errors import SourceUnreadable
+from liferaft.source.options import BUFFER_KB
 
 TRACEFS = Path("/sys/kernel/tracing")
 QUEUED, COMPLETED = "events/block/block_bio_queue", "events/block/block_rq_complete"
@@ -70,10 +71,6 @@ def remove_stale(root: Path) -> None:
                 inst.rmdir()
             except OSError:
                 pass
-
-
-BUFFER_KB = 8192
-"""The ring buffer per CPU, by default: room for bursts between two drains."""
 
 
 class BlockTrace:

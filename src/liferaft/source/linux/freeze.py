@@ -20,15 +20,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 
 from liferaft.errors import FreezeBusy, FreezeExpired, FreezeFailed
-from liferaft.source import watchdog
-from liferaft.source.watchdog import FITHAW, thaw
+from liferaft.source.linux import watchdog
+from liferaft.source.linux.watchdog import FITHAW, thaw
+from liferaft.source.options import MAX_FREEZE_S
 
 __all__ = ["FIFREEZE", "FITHAW", "Window", "frozen", "thaw"]
 
 FIFREEZE = 0xC0045877
 WATCHDOG = watchdog.__file__
-MAX_FREEZE_S = 10.0
-"""The watchdog's bound on a freeze, by default."""
 BUSY_SLACK_S = 5.0
 """How much longer than its own bound a freeze waits for a filesystem frozen by someone else."""
 BUSY_POLL_S = 0.1

@@ -13,16 +13,13 @@ ignoring it would let the final fsync succeed over lost data."""
 
 from __future__ import annotations
 
-import ctypes
 import errno
 import os
 import threading
 from collections import deque
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_sync_file_range = getattr(_libc, "sync_file_range", None)
-if _sync_file_range is not None:
-    _sync_file_range.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+from liferaft.source.linux import kernel
+
 WAIT_BEFORE, WRITE, WAIT_AFTER = 1, 2, 4
 UNSUPPORTED = (errno.ENOSYS, errno.EINVAL, errno.ESPIPE, errno.EOPNOTSUPP)
 WINDOW = 64 * 1024 * 1024
@@ -39,7 +36,7 @@ class WritebackFailed(OSError):
 class WriteBehind:
     def __init__(self, fd: int, window: int = WINDOW) -> None:
         self._fd, self._window = fd, window
-        self._on = _sync_file_range is not None
+        self._on = True  # off at the first range the file does not support
         self._lock = threading.Lock()
         self._ranges: deque[tuple[int, int]] = deque()
         self._pending = 0
@@ -71,11 +68,11 @@ class WriteBehind:
 
     def _range(self, offset: int, length: int, flags: int) -> bool:
         """sync_file_range; False (and off from now on) where the file does not support it."""
-        assert _sync_file_range is not None
-        if _sync_file_range(self._fd, offset, length, flags) == 0:
+        try:
+            kernel.sync_file_range(self._fd, offset, length, flags)
             return True
-        err = ctypes.get_errno()
-        if err in UNSUPPORTED:
-            self._on = False
-            return False
-        raise WritebackFailed(err, offset)
+        except OSError as exc:
+            if exc.errno in UNSUPPORTED:
+                self._on = False
+                return False
+            raise WritebackFailed(exc.errno or errno.EIO, offset) from None

@@ -12,21 +12,17 @@ under the target's name, and a file being replaced (``--force``) stays whole unt
 from __future__ import annotations
 
 import errno
-import fcntl
 import os
 import stat
-import struct
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
 
 from liferaft.errors import Interrupted, LiferaftError, TargetError, TargetExists, TargetInUse, TargetLarger, TargetTooSmall
 from liferaft.source.device import size_of
+from liferaft.source.linux import kernel
 from liferaft.source.usage import in_use
-from liferaft.source.writeback import WritebackFailed, WriteBehind
+from liferaft.target.writeback import WritebackFailed, WriteBehind
 
-BLKRRPART = 0x125F
-BLKZEROOUT = 0x127F
-BLKDISCARD = 0x1277
 ZERO_BLOCK = bytes(1 << 20)
 
 
@@ -103,7 +99,7 @@ def _exclusive(fd: int, target: str) -> int:
     """fd, holding the exclusive lock a restore writing target keeps until it closes fd; a second
     restore finds it taken and is refused (fd closed), rather than mixed into the same file."""
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        kernel.lock_exclusive(fd)
     except OSError:
         os.close(fd)
         raise TargetInUse(path=target, detail="another liferaft restore is writing it") from None
@@ -118,7 +114,7 @@ def reread_partitions(device: str) -> str:
     try:
         fd = os.open(device, os.O_RDONLY | os.O_CLOEXEC)
         try:
-            fcntl.ioctl(fd, BLKRRPART)
+            kernel.reread_partitions(fd)
         finally:
             os.close(fd)
     except OSError as exc:
@@ -248,7 +244,7 @@ class TargetWriter:
             return
         if self.is_device:
             try:
-                fcntl.ioctl(self.fd, BLKZEROOUT, struct.pack("<QQ", offset, length))
+                kernel.zero_out(self.fd, offset, length)
                 return
             except OSError:
                 pass  # not supported here: write the zeros
@@ -260,7 +256,7 @@ class TargetWriter:
         fresh file. Discarded blocks may read back as anything, so they are not verified."""
         if self.is_device:
             try:
-                fcntl.ioctl(self.fd, BLKDISCARD, struct.pack("<QQ", offset, length))
+                kernel.discard(self.fd, offset, length)
                 return
             except OSError:
                 pass
