@@ -246,3 +246,14 @@ def test_local_listing_fails_rather_than_skipping_an_unreadable_folder(tmp_path:
     monkeypatch.setattr(os, "scandir", broken)
     with pytest.raises(StoreError):
         list(store.list("packs"))
+
+
+def test_sync_after_an_object_was_put_and_deleted(store: Store) -> None:
+    """A lease put and deleted before any sync (a run cancelled at once) must not fail the next
+    sync of the same store."""
+    store.put("sessions/a", b"1")
+    store.delete("sessions/a")
+    store.put("packs/aa/b", b"2")
+    store.sync()
+    assert [o.name for o in store.list("sessions")] == []
+    assert store.get("packs/aa/b") == b"2"

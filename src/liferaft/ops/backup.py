@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from liferaft.disk.imaging import Plan, Region, chunk_free, make_plan
 from liferaft.errors import Interrupted
+from liferaft.ops.cancel import Cancel, check
 from liferaft.ops.imager import Imager
 from liferaft.ops.live import copy_live, use_tracking
 from liferaft.ops.pipeline import default_workers, device_readers
@@ -62,10 +63,12 @@ def backup(
     workers: int | None = None,
     all_blocks: bool = False,
     live: LiveOptions | None = None,
+    cancel: Cancel | None = None,
 ) -> BackupResult:
     """Image source into the repository. provider 'auto' takes freeze_trace when filesystems of
     the source are mounted, plain otherwise. Unless all_blocks, free filesystem blocks are
-    neither read nor stored (they restore as zeros)."""
+    neither read nor stored (they restore as zeros). cancel: another thread may stop the backup
+    (Interrupted, nothing committed)."""
     progress = progress or NoProgress()
     started = time.monotonic()
     options = live or LiveOptions()
@@ -83,7 +86,7 @@ def backup(
         view.settle()
         plan = make_plan(reader.read_at, reader.info.size, all_blocks, settled)
         workers = workers or default_workers()
-        im = Imager(repo, reader, progress, workers, device_readers(workers) if reader.direct else workers)
+        im = Imager(repo, reader, progress, workers, device_readers(workers) if reader.direct else workers, cancel)
         try:
             live_record: dict[str, Any] = {}
             if view.live:
@@ -109,6 +112,7 @@ def backup(
             consistency = CRASH if view.crash_consistent or plan.needs_recovery else CLEAN
             if consistency == CRASH:
                 options.notes.append(_crash_note(name, plan))
+            check(cancel)  # the last moment to stop: the commit is not interrupted half way
             sid = im.commit(name, stats, layout_record(plan, consistency), source)
         except BaseException as exc:
             im.abort()

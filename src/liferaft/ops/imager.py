@@ -17,6 +17,7 @@ from liferaft.disk.imaging import Pieces
 from liferaft.format import FLAG_META, FREE_ID, ID_SIZE, ZERO_ID, ChunkId, SnapshotId
 from liferaft.format.chunkmap import PIECE_ENTRIES, encode_piece
 from liferaft.format.snapshot import Snapshot
+from liferaft.ops.cancel import Cancel
 from liferaft.ops.pipeline import ordered_map
 from liferaft.ops.progress import Progress
 from liferaft.repo.index import ChunkIndex
@@ -32,11 +33,14 @@ def now() -> str:
 
 class Imager:
     def __init__(
-        self, repo: Repository, reader: SourceReader, progress: Progress, workers: int, readers: int | None = None
-    ) -> None:
+        self, repo: Repository, reader: SourceReader, progress: Progress, workers: int, readers: int | None = None,
+        cancel: Cancel | None = None,
+    ) -> None:  # fmt: skip
         """workers: threads that hash, compress and seal (one per core); readers: threads that
-        read ahead of them from an O_DIRECT device (which has no kernel readahead)."""
+        read ahead of them from an O_DIRECT device (which has no kernel readahead); cancel: stops
+        every pass over the chunks (Interrupted)."""
         self.repo, self.reader, self.progress, self.workers = repo, reader, progress, workers
+        self.cancel = cancel
         self.readers = readers or workers
         self.size = reader.info.size
         self.chunk = repo.config.chunk_size
@@ -106,13 +110,13 @@ class Imager:
             return i, self.ingest(data), len(data)
 
         if self.reader.direct:  # reads wait on the device while the workers compute; each read is a copy
-            read_ahead = ordered_map(read, unread(jobs), self.readers, window=2 * self.readers)
+            read_ahead = ordered_map(read, unread(jobs), self.readers, window=2 * self.readers, cancel=self.cancel)
             # 14 chunks of slack: the workers go on past a chunk whose compression is slow (its
             # thread preempted by a busy application) instead of waiting for it to leave the window
-            results = ordered_map(ingest, read_ahead, self.workers, window=self.workers + 14)
+            results = ordered_map(ingest, read_ahead, self.workers, window=self.workers + 14, cancel=self.cancel)
         else:  # the kernel reads ahead; a read is this thread's buffer, used at once
             read_ahead = None
-            results = ordered_map(lambda job: ingest(read(job)), unread(jobs), self.workers)
+            results = ordered_map(lambda job: ingest(read(job)), unread(jobs), self.workers, cancel=self.cancel)
         self.progress.start(what, total)
         try:
             for i, cid, nread in results:
@@ -134,13 +138,13 @@ class Imager:
             data = self.reader.read(i)
             return i, bytes(data)
 
-        yield from ordered_map(work, chunks, self.readers)
+        yield from ordered_map(work, chunks, self.readers, cancel=self.cancel)
 
     def store(self, chunks: Iterable[tuple[int, bytes]]) -> None:
         def work(item: tuple[int, bytes]) -> tuple[int, ChunkId]:
             return item[0], self.ingest(item[1])
 
-        for i, cid in ordered_map(work, chunks, self.workers):
+        for i, cid in ordered_map(work, chunks, self.workers, cancel=self.cancel):
             self.set(i, cid)
 
     def counts(self) -> tuple[int, int]:

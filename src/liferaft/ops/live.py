@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from liferaft.disk.imaging import Pieces, Plan, chunk_free
 from liferaft.errors import SourceTooBusy
+from liferaft.ops.cancel import check
 from liferaft.ops.imager import Imager
 from liferaft.repo.image import SnapshotImage
 from liferaft.repo.repository import Repository
@@ -99,6 +100,7 @@ def copy_live(
         previous, copied = None, set()
 
     while True:
+        check(im.cancel)
         taken = src.take()
         if taken.lost:
             redo_all()

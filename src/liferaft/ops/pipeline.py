@@ -4,7 +4,8 @@ Jobs run on a thread pool (their per-byte steps release the GIL); results come b
 order. At most ``window`` jobs are submitted ahead of the oldest unfinished one; only ``workers``
 of them run at once, and a finished job holds just its small result, so memory is bounded whatever
 the input size, while a slow job does not leave the other workers idle. An
-error or Ctrl-C cancels what has not started and waits for what has, then propagates.
+error, Ctrl-C or a cancellation token cancels what has not started and waits for what has, then
+propagates.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ from collections import deque
 from collections.abc import Callable, Generator, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TypeVar
+
+from liferaft.ops.cancel import Cancel, check
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -34,21 +37,28 @@ def device_readers(workers: int) -> int:
 
 
 def ordered_map(
-    fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, window: int | None = None
-) -> Generator[R, None, None]:
+    fn: Callable[[T], R], items: Iterable[T], workers: int | None = None, window: int | None = None,
+    cancel: Cancel | None = None,
+) -> Generator[R, None, None]:  # fmt: skip
     """window: jobs submitted ahead at most (default 16 per worker); keep it small where each
-    item or result holds a chunk's bytes."""
+    item or result holds a chunk's bytes. cancel: checked before each job is handed out and each
+    result is yielded (a set token raises Interrupted)."""
     workers = workers or default_workers()
     window = window or workers * 16
     pending: deque[Future[R]] = deque()
     pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="liferaft-io")
     try:
         for item in items:
+            check(cancel)
             pending.append(pool.submit(fn, item))
             if len(pending) >= window:
-                yield pending.popleft().result()
+                result = pending.popleft().result()
+                check(cancel)
+                yield result
         while pending:
-            yield pending.popleft().result()
+            result = pending.popleft().result()
+            check(cancel)
+            yield result
     finally:
         for fut in pending:
             fut.cancel()

@@ -21,6 +21,7 @@ from pathlib import Path
 from liferaft.disk.relayout import fit
 from liferaft.errors import ResizeFailed, TargetTooSmall, UsageError
 from liferaft.format.snapshot import Snapshot
+from liferaft.ops.cancel import Cancel
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.ops.restore import RestoreResult, _write, kernel_view, restore
 from liferaft.ops.snapshots import select
@@ -112,6 +113,7 @@ def _pwrite(fd: int, data: bytes, offset: int) -> None:
 def restore_resized(
     repo: Repository, name: str, target: str, size: int | None = None, grow: bool = False, shrink: bool = False,
     force: bool = False, progress: Progress | None = None, staging: str | None = None, verify: bool = False,
+    cancel: Cancel | None = None,
 ) -> RestoreResult:  # fmt: skip
     progress = progress or NoProgress()
     started = time.monotonic()
@@ -119,31 +121,31 @@ def restore_resized(
     snap = repo.load_snapshot(sid)
     new = _target_size(target, size)
     if new == snap.size:
-        return restore(repo, sid, target, force=force, verify=verify, progress=progress)
+        return restore(repo, sid, target, force=force, verify=verify, progress=progress, cancel=cancel)
     bare = new > snap.size and not grow and snap.layout.get("table") not in ("gpt", "mbr")
     """No table to fit: the image goes into the start of the larger target, as it is."""
     if verify and not bare:  # the table (and perhaps a filesystem) is rewritten: chunks no longer match
         raise UsageError("--verify checks a restore of the same size; check a resized disk with its filesystems' fsck")
     with staged(target, force) as path:
-        r = _resized(repo, sid, snap, path, new, bare, grow, shrink, progress, staging, verify, started)
+        r = _resized(repo, sid, snap, path, new, bare, grow, shrink, progress, staging, verify, started, cancel)
     return dataclasses.replace(r, target=target, notes=kernel_view(target, snap))
 
 
 def _resized(
     repo: Repository, sid: str, snap: Snapshot, target: str, new: int, bare: bool, grow: bool, shrink: bool,
-    progress: Progress, staging: str | None, verify: bool, started: float,
+    progress: Progress, staging: str | None, verify: bool, started: float, cancel: Cancel | None,
 ) -> RestoreResult:  # fmt: skip
     """restore_resized into target, a device or a file of this restore's own."""
     is_device = Path(target).is_block_device()
     if bare:
-        r = restore(repo, sid, target, force=True, verify=verify, progress=progress, in_place=True)
+        r = restore(repo, sid, target, force=True, verify=verify, progress=progress, in_place=True, cancel=cancel)
         if not is_device:
             os.truncate(target, new)
         return r
     number, start, end, fs = _last(snap)
     tail = _tail(snap)
     if new > snap.size:
-        r = restore(repo, sid, target, force=True, progress=progress, in_place=True)
+        r = restore(repo, sid, target, force=True, progress=progress, in_place=True, cancel=cancel)
         if not is_device:
             os.truncate(target, new)  # the new space, as a hole
         last_end = (new - tail) // ALIGN * ALIGN if grow else None
@@ -158,7 +160,7 @@ def _resized(
     last_end = (new - tail) // ALIGN * ALIGN
     with tempfile.TemporaryDirectory(prefix="liferaft-shrink-", dir=staging) as tmp:
         stage = os.path.join(tmp, "partition.img")
-        restore(repo, sid, stage, partition=number, progress=progress, in_place=True)
+        restore(repo, sid, stage, partition=number, progress=progress, in_place=True, cancel=cancel)
         with loop_device(stage, 0, end - start) as dev:
             minimum = start + -(-_min_size(dev, fs) // ALIGN) * ALIGN + tail
             if new < minimum:  # refused before anything is written to the target
@@ -166,7 +168,7 @@ def _resized(
             _resize_fs(dev, fs, last_end - start)
         writer = TargetWriter(target, new, force=True)
         with SnapshotImage(repo, snap) as image:
-            stats = _write(image, writer, 0, start, progress, None, False, False)
+            stats = _write(image, writer, 0, start, progress, None, False, False, cancel)
         _copy(stage, target, start, last_end - start, dense=writer.is_device)
     _edit(target, snap.size, new, last_end)
     return RestoreResult(sid, target, new, None, 0, stats["written"], stats["zero"], stats["free"], stats["bytes"],

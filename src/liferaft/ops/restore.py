@@ -21,6 +21,7 @@ from typing import Any
 from liferaft.errors import Interrupted, UsageError, VerifyFailed
 from liferaft.format import FREE_ID, UNSTORED, ZERO_ID, ChunkId
 from liferaft.format.snapshot import Snapshot
+from liferaft.ops.cancel import Cancel
 from liferaft.ops.pipeline import default_workers, ordered_map
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.ops.snapshots import select
@@ -81,9 +82,11 @@ def restore(
     discard: bool = False,
     delta: bool = False,
     in_place: bool = False,
+    cancel: Cancel | None = None,
 ) -> RestoreResult:
     """in_place: write target as it is named, unstaged (the caller stages it); a delta restore
-    always writes in place, into what the target holds."""
+    always writes in place, into what the target holds. cancel: another thread may stop the
+    restore (Interrupted; a staged file is removed, a device holds a partial image)."""
     progress = progress or NoProgress()
     started = time.monotonic()
     sid = select(repo, name)
@@ -91,9 +94,9 @@ def restore(
     lo, hi = (0, snap.size) if partition is None else partition_range(snap, partition)
     with SnapshotImage(repo, snap) as image, nullcontext(target) if delta or in_place else staged(target, force) as path:
         writer = TargetWriter(path, hi - lo, force or path != target, existing=delta)
-        stats = _write(image, writer, lo, hi, progress, workers, discard, delta)
+        stats = _write(image, writer, lo, hi, progress, workers, discard, delta, cancel)
         if verify:
-            _verify(image, path, lo, hi, progress, workers)
+            _verify(image, path, lo, hi, progress, workers, cancel)
     notes = kernel_view(target, snap) if partition is None and not in_place else ()
     return RestoreResult(
         sid, target, hi - lo, partition, stats["read"], stats["written"], stats["zero"], stats["free"],
@@ -125,7 +128,7 @@ def _jobs(image: SnapshotImage, lo: int, hi: int) -> Any:
 
 def _write(
     image: SnapshotImage, writer: TargetWriter, lo: int, hi: int, progress: Progress, workers: int | None,
-    discard: bool, delta: bool,
+    discard: bool, delta: bool, cancel: Cancel | None = None,
 ) -> dict[str, int]:  # fmt: skip
     repo, chunk = image.repo, image.chunk_size
     reader = SourceReader(writer.path, chunk, limit=hi - lo) if delta else None
@@ -174,7 +177,7 @@ def _write(
     stats = {"read": 0, "written": 0, "zero": 0, "free": 0, "bytes": 0}
     progress.start(f"restore to {writer.path}", hi - lo)
     try:
-        for what, n in ordered_map(work, _jobs(image, lo, hi), workers or default_workers() + 2):
+        for what, n in ordered_map(work, _jobs(image, lo, hi), workers or default_workers() + 2, cancel=cancel):
             if delta:
                 stats["read"] += what != "free"
             if what in ("written", "zero") and n:
@@ -183,7 +186,7 @@ def _write(
             stats["free"] += what == "free"
             stats["bytes"] += n
         writer.finish()
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted):
         raise Interrupted("the target holds a partial image") from None
     finally:
         writer.close()
@@ -193,7 +196,9 @@ def _write(
     return stats
 
 
-def _verify(image: SnapshotImage, target: str, lo: int, hi: int, progress: Progress, workers: int | None) -> None:
+def _verify(
+    image: SnapshotImage, target: str, lo: int, hi: int, progress: Progress, workers: int | None, cancel: Cancel | None
+) -> None:
     """Read the target back: every chunk against the snapshot (free chunks are not compared),
     and for a whole image the image digest of the bytes read back against the recorded one."""
     repo, chunk = image.repo, image.chunk_size
@@ -221,7 +226,7 @@ def _verify(image: SnapshotImage, target: str, lo: int, hi: int, progress: Progr
     bad = 0
     digest = repo.ids.digest()
     try:
-        for ok, got in ordered_map(check, _jobs(image, lo, hi), workers):
+        for ok, got in ordered_map(check, _jobs(image, lo, hi), workers, cancel=cancel):
             bad += not ok
             digest.update(got)
             progress.advance(chunk)

@@ -20,6 +20,7 @@ import zstandard
 from liferaft.crypto.aead import AuthenticationFailed
 from liferaft.errors import LiferaftError
 from liferaft.format import UNSTORED, FormatError, PackId, SnapshotId
+from liferaft.ops.cancel import Cancel, check
 from liferaft.ops.pipeline import ordered_map
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.ops.snapshots import select
@@ -48,7 +49,11 @@ class VerifyResult:
         return {**asdict(self), "ok": self.ok}
 
 
-def verify(repo: Repository, name: str | None = None, read_data: bool = False, progress: Progress | None = None) -> VerifyResult:
+def verify(
+    repo: Repository, name: str | None = None, read_data: bool = False, progress: Progress | None = None,
+    cancel: Cancel | None = None,
+) -> VerifyResult:  # fmt: skip
+    """cancel: another thread may stop the check (Interrupted)."""
     progress = progress or NoProgress()
     started = time.monotonic()
     result = VerifyResult()
@@ -58,13 +63,14 @@ def verify(repo: Repository, name: str | None = None, read_data: bool = False, p
             sids = [select(repo, name)] if name else repo.snapshot_ids()
             needed: dict[PackId, int] = {}
             for sid in sids:
+                check(cancel)
                 _check_snapshot(repo, index, sid, needed, result)
             _check_pack_sizes(repo, needed, result)
             stored = {names.leaf(o.name) for o in repo.store.list(names.PACKS)}
             indexed = {p.hex() for p in index.packs()}
             result.unreferenced_packs = len(stored - indexed)
             if read_data:
-                _read_packs(repo, sorted(indexed & stored), result, progress)
+                _read_packs(repo, sorted(indexed & stored), result, progress, cancel)
         finally:
             index.close()
     result.seconds = time.monotonic() - started
@@ -104,11 +110,11 @@ def _check_pack_sizes(repo: Repository, needed: dict[PackId, int], result: Verif
             result.errors.append(f"pack {pack.hex()[:16]} is truncated ({size} bytes, blobs reach {end})")
 
 
-def _read_packs(repo: Repository, packs: list[str], result: VerifyResult, progress: Progress) -> None:
+def _read_packs(repo: Repository, packs: list[str], result: VerifyResult, progress: Progress, cancel: Cancel | None) -> None:
     total = sum(repo.store.stat(names.pack(bytes.fromhex(p))).size for p in packs)
     progress.start("verify data", total)
     try:
-        for n, errors in ordered_map(lambda p: _check_pack(repo, p), packs, workers=2):
+        for n, errors in ordered_map(lambda p: _check_pack(repo, p), packs, workers=2, cancel=cancel):
             result.packs += 1
             result.bytes_read += n
             result.errors.extend(errors)

@@ -90,6 +90,8 @@ class LocalStore:
         self.location = str(self.root)
         self.capabilities = Capabilities(connections=8, conditional_create=True, verified_put=False)
         self._unsynced: set[Path] = set()
+        self._emptied: set[Path] = set()
+        """Folders an object was deleted from since the last sync."""
         self._lock = threading.Lock()
 
     def _path(self, name: str) -> Path:
@@ -134,15 +136,22 @@ class LocalStore:
     def sync(self) -> None:
         with self._lock:
             paths, self._unsynced = self._unsynced, set()
+            folders, self._emptied = self._emptied, set()
         try:
             for path in sorted(paths):
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except FileNotFoundError:
+                    continue  # deleted since its put
                 try:
                     os.fsync(fd)
                 finally:
                     os.close(fd)
-            for folder in sorted({p.parent for p in paths}):
-                dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+            for folder in sorted(folders | {p.parent for p in paths}):
+                try:
+                    dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+                except FileNotFoundError:
+                    continue
                 try:
                     os.fsync(dfd)
                 finally:
@@ -185,10 +194,14 @@ class LocalStore:
         return ObjectInfo(name, st.st_size, st.st_mtime)
 
     def delete(self, name: str) -> None:
+        path = self._path(name)
         try:
-            self._path(name).unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
         except OSError as exc:
             raise _translate(exc, f"deleting {name}") from None
+        with self._lock:
+            self._unsynced.discard(path)
+            self._emptied.add(path.parent)  # the removal is made durable with the next sync
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self._path(prefix)
