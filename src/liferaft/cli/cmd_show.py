@@ -8,6 +8,7 @@ from typing import Any
 
 from liferaft.cli import render
 from liferaft.cli.context import Context, add_selection
+from liferaft.format.layout import DiskLayout
 from liferaft.ops.snapshots import show
 
 
@@ -42,30 +43,30 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         elif isinstance(value, dict):
             value = ", ".join(f"{k} {v}" for k, v in value.items()) or "-"
         ctx.out.print(f"{key:>17}  {value}", highlight=False, markup=False)
-    layout = info.get("layout") or {}
-    if layout:
-        ctx.out.print(f"\npartition table: {layout.get('table', 'none')}", highlight=False)
-        kinds = {p["number"]: p for p in layout.get("partitions", [])}
+    if info.get("layout"):
+        disk = DiskLayout.from_dict(info["layout"])
+        ctx.out.print(f"\npartition table: {disk.table}", highlight=False)
+        kinds = {p.number: p for p in disk.partitions}
         rows = []
-        for r in layout.get("regions", []):
-            p = kinds.get(r["number"], {})
+        for r in disk.regions:
+            p = kinds.get(r.number)
             rows.append(
                 [
-                    str(r["number"]) if r["number"] else "-",
-                    render.size(r["start"]),
-                    render.size(r["size"]),
-                    p.get("name", ""),
-                    p.get("type", ""),
-                    r["filesystem"] or "?",
-                    r["label"],
-                    r["uuid"],
-                    render.size(r["used"]),
-                    r["imaged"],
+                    str(r.number) if r.number else "-",
+                    render.size(r.start),
+                    render.size(r.size),
+                    p.name if p else "",
+                    p.type if p else "",
+                    r.filesystem or "?",
+                    r.label,
+                    r.uuid,
+                    render.size(r.used),
+                    r.imaged,
                 ]
             )
         render.table(ctx.out, ["#", "start", "size", "name", "type", "fs", "label", "uuid", "used", "imaged"], rows)
-        for r in layout.get("regions", []):
-            for what in (r.get("recovery"), r.get("note")):
+        for r in disk.regions:
+            for what in (r.recovery, r.note):
                 if what:
-                    ctx.out.print(f"partition {r['number'] or '-'}: {what}", highlight=False, markup=False)
+                    ctx.out.print(f"partition {r.number or '-'}: {what}", highlight=False, markup=False)
     return 0

@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from liferaft.disk import DiskFormatError, ReadAt, need
 from liferaft.disk.fsmap.fat import plausible_bpb
+from liferaft.format.layout import EXTENDED_MBR_TYPES, EXTENDED_TYPES
 
 SECTOR = 512
 GPT_SIGNATURE = b"EFI PART"
-EXTENDED_TYPES = {0x05, 0x0F, 0x85}
 MAX_LOGICAL = 128
 
 
@@ -95,7 +95,7 @@ def _read_mbr(read_at: ReadAt, size: int, entries: list[tuple[int, int, int, int
         start, length = lba * SECTOR, count * SECTOR
         need(start + length <= size and start > 0, "mbr: partition beyond the disk")
         parts.append(Partition(n, start, length, f"0x{ptype:02x}", bootable=status == 0x80))
-        if ptype in EXTENDED_TYPES:
+        if ptype in EXTENDED_MBR_TYPES:
             parts += _logical(read_at, size, start, length)
     _check_disjoint(parts)
     return Layout("mbr", size, tuple(parts))
@@ -171,7 +171,7 @@ def _gpt_at(read_at: ReadAt, size: int, header_lba: int) -> Layout:
 
 def _check_disjoint(parts: list[Partition]) -> None:
     """Partitions may not overlap, except logical ones inside their extended partition."""
-    plain = sorted((p for p in parts if p.type not in {f"0x{t:02x}" for t in EXTENDED_TYPES}), key=lambda p: p.start)
+    plain = sorted((p for p in parts if p.type not in EXTENDED_TYPES), key=lambda p: p.start)
     for a, b in itertools.pairwise(plain):
         if a.end > b.start:
             raise DiskFormatError("partitions overlap")
@@ -179,5 +179,4 @@ def _check_disjoint(parts: list[Partition]) -> None:
 
 def data_partitions(layout: Layout) -> list[Partition]:
     """The partitions that hold filesystems (extended containers left out), by start."""
-    ext = {f"0x{t:02x}" for t in EXTENDED_TYPES}
-    return sorted((p for p in layout.partitions if p.type not in ext), key=lambda p: p.start)
+    return sorted((p for p in layout.partitions if p.type not in EXTENDED_TYPES), key=lambda p: p.start)

@@ -11,7 +11,8 @@ import zlib
 from collections.abc import Callable
 
 from liferaft.disk import DiskFormatError, ReadAt, need
-from liferaft.disk.layout import EXTENDED_TYPES, SECTOR, read_layout
+from liferaft.disk.layout import SECTOR, read_layout
+from liferaft.format.layout import EXTENDED_MBR_TYPES
 
 WriteAt = Callable[[int, bytes], None]
 
@@ -80,7 +81,9 @@ def _fit_mbr(read_at: ReadAt, write_at: WriteAt, new_size: int, last_end: int) -
     slots = [(struct.unpack_from("<II", mbr, 446 + 16 * i + 8), i) for i in range(4) if mbr[446 + 16 * i + 4]]
     need(bool(slots), "mbr: no partitions")
     (lba, _count), i = max(slots, key=lambda s: s[0][0] + s[0][1])
-    need(mbr[446 + 16 * i + 4] not in EXTENDED_TYPES, "mbr: the last partition is a logical one; only a primary can be resized")
+    need(
+        mbr[446 + 16 * i + 4] not in EXTENDED_MBR_TYPES, "mbr: the last partition is a logical one; only a primary can be resized"
+    )
     need(lba * SECTOR < last_end <= new_size, "mbr: the last partition does not fit the new size")
     struct.pack_into("<I", mbr, 446 + 16 * i + 12, last_end // SECTOR - lba)
     write_at(0, bytes(mbr))

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liferaft.format import ID_SIZE, ChunkId, canonical, check
+from liferaft.format.layout import DiskLayout
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,7 +30,12 @@ class Snapshot:
     stats: dict[str, Any] = field(default_factory=dict)
     """Facts of the run (bytes read, new, stored, seconds); informative, never trusted."""
     layout: dict[str, Any] = field(default_factory=dict)
-    """The partition table and per-partition facts (docs/design.md, "Snapshot")."""
+    """The partition table and per-partition facts, as stored; read it as ``disk``."""
+
+    @property
+    def disk(self) -> DiskLayout:
+        """The layout as a typed record (format/layout.py)."""
+        return DiskLayout.from_dict(self.layout)
 
     @property
     def chunk_count(self) -> int:

@@ -15,6 +15,7 @@ from typing import Any, cast
 
 from liferaft.disk.imaging import Plan, Region, chunk_free, make_plan
 from liferaft.errors import Interrupted
+from liferaft.format.layout import DiskLayout, PartitionRecord, RegionRecord
 from liferaft.ops.cancel import Cancel, check
 from liferaft.ops.imager import Imager
 from liferaft.ops.live import copy_live, use_tracking
@@ -136,7 +137,7 @@ def backup(
         new_bytes=im.writer.new_bytes,
         stored_bytes=im.writer.stored_bytes,
         seconds=time.monotonic() - started,
-        partitions=[_partition_summary(r) for r in plan.regions],
+        partitions=[asdict(_region(r)) for r in plan.regions],
         live=live_record,
         notes=list(options.notes),
         consistency=consistency,
@@ -153,40 +154,29 @@ def _crash_note(provider: str, plan: Plan) -> str:
 
 
 def layout_record(plan: Plan, consistency: str = CLEAN) -> dict[str, Any]:
-    """The snapshot's layout record (docs/design.md, "Snapshot")."""
+    """The snapshot's layout record (format/layout.py)."""
     lay = plan.layout
-    return {
-        "consistency": consistency,
-        "table": lay.table,
-        "disk_uuid": lay.disk_uuid,
-        "partitions": [
-            {
-                "number": p.number,
-                "start": p.start,
-                "size": p.size,
-                "type": p.type,
-                "name": p.name,
-                "uuid": p.uuid,
-                "bootable": p.bootable,
-            }
-            for p in lay.partitions
-        ],
-        "regions": [_partition_summary(r) for r in plan.regions],
-    }
+    return DiskLayout(
+        table=lay.table,
+        disk_uuid=lay.disk_uuid,
+        consistency=consistency,
+        partitions=tuple(PartitionRecord(p.number, p.start, p.size, p.type, p.name, p.uuid, p.bootable) for p in lay.partitions),
+        regions=tuple(_region(r) for r in plan.regions),
+    ).to_dict()
 
 
-def _partition_summary(r: Region) -> dict[str, Any]:
+def _region(r: Region) -> RegionRecord:
     info = r.fs.info if r.fs else None
-    return {
-        "number": r.partition.number,
-        "start": r.partition.start,
-        "size": r.partition.size,
-        "filesystem": info.kind if info else "",
-        "label": info.label if info else "",
-        "uuid": info.uuid if info else "",
-        "block_size": info.block_size if info else 0,
-        "used": r.used_bytes,
-        "imaged": "used blocks" if r.fs is not None and not r.fs.note else "whole",
-        "note": r.note,
-        "recovery": r.recovery,
-    }
+    return RegionRecord(
+        number=r.partition.number,
+        start=r.partition.start,
+        size=r.partition.size,
+        filesystem=info.kind if info else "",
+        label=info.label if info else "",
+        uuid=info.uuid if info else "",
+        block_size=info.block_size if info else 0,
+        used=r.used_bytes,
+        imaged="used blocks" if r.fs is not None and not r.fs.note else "whole",
+        note=r.note,
+        recovery=r.recovery,
+    )

@@ -125,22 +125,22 @@ def _lost_bytes(copy: str, start: int, chunk: int, free: bytearray) -> int:
 def check(repo: Repository, snap: Snapshot, target: str, partition: int | None, scratch: str | None) -> list[Checked]:
     """Check every recognised filesystem that was restored to target (one partition's, when
     partition is given); raises FsckFailed naming the first that is not clean."""
-    regions = snap.layout.get("regions", [])
+    regions = list(snap.disk.regions)
     if partition is not None:
-        regions = [r for r in regions if r.get("number") == partition]
+        regions = [r for r in regions if r.number == partition]
     folder = scratch or (str(Path(target).resolve().parent) if Path(target).is_file() else None)
     free = _free_chunks(repo, snap)
     out: list[Checked] = []
     for r in regions:
-        fs, number = str(r.get("filesystem", "")), int(r.get("number", 0))
+        fs, number = r.filesystem, r.number
         commands = _checks(fs)
         if commands is None:
             out.append(Checked(number, fs or "?", "not checked: liferaft knows no check for it"))
             continue
-        start = 0 if partition is not None else int(r["start"])
-        image_start = int(r["start"])
+        start = 0 if partition is not None else r.start
+        image_start = r.start
         with tempfile.NamedTemporaryFile(prefix=".liferaft-fsck-", dir=folder) as tmp:
-            _copy(target, start, int(r["size"]), tmp.fileno())
+            _copy(target, start, r.size, tmp.fileno())
             for cmd in commands:
                 done = subprocess.run([*cmd, tmp.name], capture_output=True, text=True, check=False)
                 # e2fsck's journal replay exits 1 when it changed something: that is the replay
@@ -156,6 +156,6 @@ def check(repo: Repository, snap: Snapshot, target: str, partition: int | None, 
                 fs=fs,
                 detail=f"{lost} bytes are in use after the journal replay but were backed up as free (data lost)",
             )
-        replay = " after its journal replay" if r.get("recovery") else ""
+        replay = " after its journal replay" if r.recovery else ""
         out.append(Checked(number, fs, f"clean{replay} ({' '.join(commands[-1])}); no block in use was backed up as free"))
     return out

@@ -44,18 +44,16 @@ def _run(*cmd: str) -> str:
 
 def _last(snap: Snapshot) -> tuple[int, int, int, str]:
     """(number, start, end, filesystem) of the partition that ends last."""
-    table = snap.layout.get("table", "none")
-    if table not in ("gpt", "mbr"):
+    disk = snap.disk
+    if not disk.has_table or not disk.data_partitions():
         raise UsageError("the snapshot has no partition table: --grow and --shrink work on whole disks")
-    regions = {r["number"]: r for r in snap.layout.get("regions", [])}
-    parts = [p for p in snap.layout["partitions"] if p["type"] not in ("0x05", "0x0f", "0x85")]
-    last = max(parts, key=lambda p: p["start"] + p["size"])
-    fs = regions.get(last["number"], {}).get("filesystem", "")
-    return last["number"], last["start"], last["start"] + last["size"], fs
+    last = max(disk.data_partitions(), key=lambda p: p.end)
+    region = disk.region(last.number)
+    return last.number, last.start, last.end, region.filesystem if region else ""
 
 
 def _tail(snap: Snapshot) -> int:
-    return 33 * 512 if snap.layout.get("table") == "gpt" else 0
+    return 33 * 512 if snap.disk.table == "gpt" else 0
 
 
 def _resize_fs(dev: str, fs: str, size: int | None) -> None:
@@ -122,7 +120,7 @@ def restore_resized(
     new = _target_size(target, size)
     if new == snap.size:
         return restore(repo, sid, target, force=force, verify=verify, progress=progress, cancel=cancel)
-    bare = new > snap.size and not grow and snap.layout.get("table") not in ("gpt", "mbr")
+    bare = new > snap.size and not grow and not snap.disk.has_table
     """No table to fit: the image goes into the start of the larger target, as it is."""
     if verify and not bare:  # the table (and perhaps a filesystem) is rewritten: chunks no longer match
         raise UsageError("--verify checks a restore of the same size; check a resized disk with its filesystems' fsck")

@@ -63,11 +63,12 @@ class _Job:
 
 
 def partition_range(snap: Snapshot, number: int) -> tuple[int, int]:
-    for p in snap.layout.get("partitions", []):
-        if p.get("number") == number and p.get("type") not in ("0x05", "0x0f", "0x85"):
-            return int(p["start"]), int(p["start"]) + int(p["size"])
-    numbers = [p.get("number") for p in snap.layout.get("partitions", [])]
-    raise UsageError(f"the snapshot has no partition {number} (it has: {numbers or 'none'})")
+    disk = snap.disk
+    found = disk.partition(number)
+    if found is None:
+        numbers = [p.number for p in disk.data_partitions()]
+        raise UsageError(f"the snapshot has no partition {number} (it has: {numbers or 'none'})")
+    return found.start, found.end
 
 
 def restore(
@@ -107,7 +108,7 @@ def restore(
 def kernel_view(target: str, snap: Snapshot) -> tuple[str, ...]:
     """After a whole disk with a partition table went onto a device: the kernel re-reads the
     table (or a note says how to make it)."""
-    if snap.layout.get("table") not in ("gpt", "mbr") or not Path(target).is_block_device():
+    if not snap.disk.has_table or not Path(target).is_block_device():
         return ()
     note = reread_partitions(target)
     return (note,) if note else ()

@@ -135,7 +135,7 @@ def show(repo: Repository, name: str) -> dict[str, Any]:
 def consistency(snap: Snapshot) -> str:
     """'clean', 'crash-consistent', or 'not recorded' (snapshots written before liferaft recorded
     it; a reflink clone was always crash-consistent)."""
-    recorded = snap.layout.get("consistency")
-    if isinstance(recorded, str) and recorded:
+    recorded = snap.disk.consistency
+    if recorded:
         return recorded
     return "crash-consistent" if snap.provider == "reflink" else "not recorded"
