@@ -57,6 +57,7 @@ def test_a_session_paused_past_its_term_by_the_stores_clock_refuses_to_commit(tm
     writer.abort()
     assert repo.snapshot_ids() == []
     assert list(repo.store.list(names.INDEX)) == []  # not even its index delta
+    assert list(repo.store.list(names.SESSIONS)) == []  # and its session object is gone
 
 
 def test_the_clients_clock_is_not_what_ages_a_lease(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

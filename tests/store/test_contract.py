@@ -1,6 +1,7 @@
 """The store contract (store/base.py), run on every store and on wrapper stacks whose faults
 really fire: transient failures (before a call, and after a write whose reply was lost) under
-the retry that ``open_store`` composes."""
+the retry that ``open_store`` composes, and a listing that lags behind the newest writes. Racing
+writers (create, replace) run against each stack too."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from liferaft.errors import ObjectMissing, RepositoryFull, StoreError, StoreTransient
-from liferaft.store.base import Store, Wrapper
+from liferaft.store.base import ObjectInfo, Store, Wrapper
 from liferaft.store.faults import FaultStore, LaggingListStore
 from liferaft.store.local import LocalStore
 from liferaft.store.memory import MemoryStore
@@ -34,7 +35,14 @@ STACKS: dict[str, Callable[[Path], Store]] = {
     "open(file://)": lambda p: open_store(f"file://{p}", NO_WAIT),
     "retry(transient faults(local))": lambda p: faulty(LocalStore(p)),
     "retry(transient faults(memory))": lambda p: faulty(MemoryStore()),
+    "lagging listing(local)": lambda p: LaggingListStore(LocalStore(p)),
 }
+
+
+def listed(store: Store, prefix: str) -> dict[str, ObjectInfo]:
+    """What a listing shows, allowing it to lag once behind the newest writes (as the contract
+    does): the union of two listings."""
+    return {o.name: o for _ in range(2) for o in store.list(prefix)}
 
 
 @pytest.fixture(params=sorted(STACKS))
@@ -74,14 +82,14 @@ def test_list_is_recursive_and_complete_with_sizes_and_times(store: Store) -> No
     objects = {"packs/00/0011": b"1", "packs/ff/ff22": b"22", "index/abc": b"333"}
     for n, data in objects.items():
         store.put(n, data)
-    listed = {o.name: o for o in store.list("packs")}
-    assert set(listed) == {"packs/00/0011", "packs/ff/ff22"}
-    assert [listed[n].size for n in sorted(listed)] == [1, 2]
-    assert all(o.mtime == store.stat(o.name).mtime for o in listed.values())
-    assert {o.name for o in store.list("index")} == {"index/abc"}
-    assert list(store.list("snapshots")) == []
+    packs = listed(store, "packs")
+    assert set(packs) == {"packs/00/0011", "packs/ff/ff22"}
+    assert [packs[n].size for n in sorted(packs)] == [1, 2]
+    assert all(o.mtime == store.stat(o.name).mtime for o in packs.values())
+    assert set(listed(store, "index")) == {"index/abc"}
+    assert listed(store, "snapshots") == {}
     store.delete("packs/00/0011")
-    assert {o.name for o in store.list("packs")} == {"packs/ff/ff22"}
+    assert set(listed(store, "packs")) == {"packs/ff/ff22"}  # a deleted object never lingers
 
 
 def test_mtime_is_the_time_of_the_last_write(store: Store) -> None:
@@ -255,5 +263,5 @@ def test_sync_after_an_object_was_put_and_deleted(store: Store) -> None:
     store.delete("sessions/a")
     store.put("packs/aa/b", b"2")
     store.sync()
-    assert [o.name for o in store.list("sessions")] == []
+    assert listed(store, "sessions") == {}
     assert store.get("packs/aa/b") == b"2"

@@ -15,29 +15,15 @@ from dataclasses import dataclass
 
 from liferaft.disk import DiskFormatError, ReadAt, need
 from liferaft.disk.fsmap.fat import plausible_bpb
-from liferaft.format.layout import EXTENDED_MBR_TYPES, EXTENDED_TYPES
+from liferaft.format.layout import EXTENDED_MBR_TYPES, EXTENDED_TYPES, PartitionRecord
 
 SECTOR = 512
 GPT_SIGNATURE = b"EFI PART"
 MAX_LOGICAL = 128
 
 
-@dataclass(frozen=True, slots=True)
-class Partition:
-    number: int
-    start: int
-    """Byte offset on the disk."""
-    size: int
-    """Bytes."""
-    type: str
-    """GPT type GUID, or the MBR type byte as '0x83'."""
-    name: str = ""
-    uuid: str = ""
-    bootable: bool = False
-
-    @property
-    def end(self) -> int:
-        return self.start + self.size
+Partition = PartitionRecord
+"""A partition as the table has it: the snapshot's record of it is the same."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -65,6 +65,14 @@ def encode(magic: bytes, items: Iterable[tuple[ChunkId, Location]]) -> bytes:
     return b"".join(out)
 
 
+def encode_packed(magic: bytes, packs: Sequence[PackId], entries: bytes | bytearray) -> bytes:
+    """Index body for entries already packed as ENTRY records numbering into packs (any order,
+    unique ids): sorted here, without a tuple per entry."""
+    check(len(entries) % ENTRY.size == 0, "index: entries not whole records")
+    records = sorted(entries[at : at + ENTRY.size] for at in range(0, len(entries), ENTRY.size))
+    return b"".join([HEADER.pack(magic, len(packs), len(records)), *packs, *records])
+
+
 def header(data: bytes | memoryview | mmap.mmap, magic: bytes, extra: int = 0) -> tuple[int, int]:
     """(pack count, entry count) of an index body followed by extra bytes, its size checked."""
     check(len(data) >= HEADER.size, "index: too short")

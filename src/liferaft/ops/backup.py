@@ -15,7 +15,7 @@ from typing import Any, cast
 
 from liferaft.disk.imaging import Plan, Region, chunk_free, make_plan
 from liferaft.errors import Interrupted
-from liferaft.format.layout import DiskLayout, PartitionRecord, RegionRecord
+from liferaft.format.layout import DiskLayout, RegionRecord
 from liferaft.ops.cancel import Cancel, check
 from liferaft.ops.imager import Imager
 from liferaft.ops.live import copy_live, use_tracking
@@ -160,7 +160,7 @@ def layout_record(plan: Plan, consistency: str = CLEAN) -> dict[str, Any]:
         table=lay.table,
         disk_uuid=lay.disk_uuid,
         consistency=consistency,
-        partitions=tuple(PartitionRecord(p.number, p.start, p.size, p.type, p.name, p.uuid, p.bootable) for p in lay.partitions),
+        partitions=tuple(lay.partitions),
         regions=tuple(_region(r) for r in plan.regions),
     ).to_dict()
 

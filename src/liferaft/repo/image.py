@@ -41,6 +41,7 @@ class SnapshotImage:
         self._own_index = index is None
         self.repo, self.snap, self.index = repo, snap, index or repo.open_index()
         self.size, self.chunk_size, self.count = snap.size, snap.chunk_size, snap.chunk_count
+        read_ahead = max(1, min(read_ahead, repo.store.capabilities.connections))  # what the store serves at once
         self._cache_chunks, self._read_ahead = max(cache_chunks, read_ahead + 1), read_ahead
         self._pieces: OrderedDict[int, list[ChunkId]] = OrderedDict()
         self._chunks: OrderedDict[int, bytes] = OrderedDict()

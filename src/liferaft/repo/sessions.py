@@ -146,13 +146,16 @@ class Lease:
                     self._lose(f"it could not be renewed ({exc.message})")
 
     def end(self) -> None:
+        """Stop renewing and remove the object, if it is still this run's (not one that took
+        the lease over)."""
         self._stop.set()
         self._thread.join()
         try:
-            if self.lost is None:
-                self._store.delete(self.name)
+            with self._renewing:
+                if self._store.get(self.name) == self._written:
+                    self._store.delete(self.name)
         except StoreError:
-            pass  # a lapsed lease is harmless; maintenance ignores it after its term
+            pass  # gone already, or unreachable: a lapsed lease is harmless, maintenance ignores it after its term
 
 
 def describe(store: Store, opener: Opener, name: str) -> str:

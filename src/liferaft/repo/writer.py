@@ -20,7 +20,7 @@ from contextlib import contextmanager
 
 from liferaft.crypto.aead import Sealer
 from liferaft.errors import LeaseLost
-from liferaft.format import INDEX_MAGIC, ChunkId, SnapshotId
+from liferaft.format import ID_SIZE, INDEX_MAGIC, ChunkId, PackId, SnapshotId
 from liferaft.format import index as index_fmt
 from liferaft.format.index import Location
 from liferaft.format.snapshot import Snapshot
@@ -34,6 +34,26 @@ PART_ENTRIES = 65536
 """Blobs per index delta a session writes (3.5 MiB of plaintext)."""
 
 
+class _Part:
+    """The index entries of the blobs stored since the last delta, packed as the delta holds
+    them (56 bytes each, no object per entry)."""
+
+    def __init__(self) -> None:
+        self.packs: dict[PackId, int] = {}
+        self.entries = bytearray()
+        self.count = 0
+
+    def add(self, located: list[tuple[ChunkId, Location]]) -> None:
+        for cid, loc in located:
+            number = self.packs.setdefault(loc.pack, len(self.packs))
+            self.entries += index_fmt.ENTRY.pack(cid, number, loc.offset, loc.length, loc.raw_length, loc.flags)
+        self.count += len(located)
+
+    def ids(self) -> Iterator[bytes]:
+        step = index_fmt.ENTRY.size
+        return (bytes(self.entries[at : at + ID_SIZE]) for at in range(0, len(self.entries), step))
+
+
 class BackupWriter:
     """Stores chunks for one session. ``put`` is thread-safe."""
 
@@ -44,7 +64,7 @@ class BackupWriter:
         self.level = repo.config.compression_level
         self._claimed: set[ChunkId] = set()
         """Chunks this session stores that are in no index delta yet."""
-        self._part: list[tuple[ChunkId, Location]] = []
+        self._part = _Part()
         self._parts = 0
         self._lock = threading.Lock()
         self.lease = Lease(repo.store, self.sealer, command)
@@ -82,22 +102,22 @@ class BackupWriter:
 
     def _stored(self, located: list[tuple[ChunkId, Location]]) -> None:
         """A pack's blobs were uploaded and checked (on the packer's thread)."""
-        self._part += located
-        if len(self._part) >= PART_ENTRIES:
+        self._part.add(located)
+        if self._part.count >= PART_ENTRIES:
             written = self._write_part(hold=False)  # not under the lease's hold: quiet() waits for this thread
             self.index.refresh()  # this session's own delta now answers lookups
             with self._lock:
-                self._claimed.difference_update(cid for cid, _ in written)
+                self._claimed.difference_update(written.ids())
 
-    def _write_part(self, hold: bool = True) -> list[tuple[ChunkId, Location]]:
+    def _write_part(self, hold: bool = True) -> _Part:
         """The blobs stored since the last delta, as an index delta, once the packs are durable."""
-        part, self._part = self._part, []
-        if not part:
+        part, self._part = self._part, _Part()
+        if not part.count:
             return part
         store = self.repo.store
         store.sync()  # packs durable before anything names them
         self.lease.check(hold)
-        body = index_fmt.encode(INDEX_MAGIC, part)
+        body = index_fmt.encode_packed(INDEX_MAGIC, list(part.packs), part.entries)
         store.put(names.index(f"{self.sealer.session_id.hex()}.{self._parts}"), self.sealer.seal(body, INDEX_AD))
         store.sync()
         self._parts += 1
