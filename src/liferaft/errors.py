@@ -130,6 +130,12 @@ class LeaseHeld(LiferaftError):
     exit_code = 26
 
 
+class MaintenanceAborted(LiferaftError):
+    """gc stopped: {detail}"""
+
+    exit_code = 27
+
+
 class CacheUnwritable(LiferaftError):
     """cannot write the local index cache in {path} nor in a temporary folder ({detail}): free space there, or point XDG_CACHE_HOME (or TMPDIR) at a writable folder"""
 

@@ -12,13 +12,24 @@ from types import FrameType
 from rich.console import Console
 
 from liferaft import __version__
-from liferaft.cli import cmd_backup, cmd_init, cmd_key, cmd_restore, cmd_show, cmd_snapshots, cmd_track, cmd_verify
+from liferaft.cli import (
+    cmd_backup,
+    cmd_forget,
+    cmd_gc,
+    cmd_init,
+    cmd_key,
+    cmd_restore,
+    cmd_show,
+    cmd_snapshots,
+    cmd_track,
+    cmd_verify,
+)
 from liferaft.cli.context import Context
 from liferaft.cli.memory import tune_allocator
 from liferaft.errors import Interrupted, LiferaftError
 from liferaft.ops.repository import Defaults
 
-COMMANDS = [cmd_init, cmd_backup, cmd_snapshots, cmd_show, cmd_restore, cmd_verify, cmd_key, cmd_track]
+COMMANDS = [cmd_init, cmd_backup, cmd_snapshots, cmd_show, cmd_restore, cmd_verify, cmd_forget, cmd_gc, cmd_key, cmd_track]
 
 
 def build_parser() -> argparse.ArgumentParser:

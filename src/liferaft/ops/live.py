@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 from liferaft.disk.imaging import Pieces, Plan, chunk_free
 from liferaft.errors import SourceTooBusy
+from liferaft.format import UNSTORED
 from liferaft.ops.cancel import check
 from liferaft.ops.imager import Imager
 from liferaft.repo.image import SnapshotImage
@@ -195,6 +196,9 @@ def use_tracking(repo: Repository, im: Imager, src: LiveView, source: str) -> tu
         only.update(range(offset // im.chunk, min(-(-(offset + length) // im.chunk), im.count)))
     with SnapshotImage(repo, prev, im.index) as image:
         for i, cid in enumerate(image.entries()):
-            im.set(i, cid)
+            if cid in UNSTORED or im.writer.has(cid):
+                im.set(i, cid)
+            else:  # its pack was condemned (the last snapshot was forgotten meanwhile): read it again
+                only.add(i)
     record.update({"used": True, "chunks": len(only)})
     return only, record

@@ -55,7 +55,8 @@ class SnapshotImage:
             raise CorruptRepository(f"the chunk map has {len(snap.map_pieces)} pieces for {self.count} chunks")
 
     # --- the chunk map ------------------------------------------------------------------------
-    def _piece(self, j: int) -> list[ChunkId]:
+    def piece(self, j: int) -> list[ChunkId]:
+        """Chunk map piece j's ids (chunks 4096·j onwards)."""
         with self._lock:
             piece = self._pieces.get(j)
             if piece is not None:
@@ -79,12 +80,12 @@ class SnapshotImage:
         """Chunk i's id (or ZERO_ID / FREE_ID)."""
         if not 0 <= i < self.count:
             raise IndexError(i)
-        return self._piece(i // PIECE_ENTRIES)[i % PIECE_ENTRIES]
+        return self.piece(i // PIECE_ENTRIES)[i % PIECE_ENTRIES]
 
     def entries(self) -> Iterator[ChunkId]:
         """Every chunk's id in order, a piece at a time (for a pass over the whole image)."""
         for j in range(len(self.snap.map_pieces)):
-            yield from self._piece(j)
+            yield from self.piece(j)
 
     def length(self, i: int) -> int:
         return min(self.chunk_size, self.size - i * self.chunk_size)

@@ -25,7 +25,7 @@ from collections.abc import Iterator
 from contextlib import suppress
 from pathlib import Path
 
-from liferaft.crypto.aead import AuthenticationFailed, Opener
+from liferaft.crypto.aead import AuthenticationFailed, Opener, Sealer
 from liferaft.errors import CacheUnwritable, CorruptRepository
 from liferaft.format import CACHE_MAGIC, ID_SIZE, INDEX_MAGIC, ChunkId, FormatError, PackId
 from liferaft.format import index as fmt
@@ -180,6 +180,33 @@ class _Delta:
                 yield cid, self.packs[pack_no], offset, length, raw, flags
         except FormatError as exc:
             raise CorruptRepository(f"index delta {self.name} is unreadable ({exc})") from None
+
+
+class DeltaPart:
+    """Index entries gathered for a delta, packed as the delta holds them (56 bytes each, no
+    object per entry): a writer's memory stays bounded by the part, not the repository."""
+
+    def __init__(self) -> None:
+        self.packs: dict[PackId, int] = {}
+        self.entries = bytearray()
+        self.count = 0
+
+    def add(self, cid: ChunkId, loc: fmt.Location) -> None:
+        number = self.packs.setdefault(loc.pack, len(self.packs))
+        self.entries += fmt.ENTRY.pack(cid, number, loc.offset, loc.length, loc.raw_length, loc.flags)
+        self.count += 1
+
+    def ids(self) -> Iterator[bytes]:
+        return (bytes(self.entries[at : at + ID_SIZE]) for at in range(0, len(self.entries), fmt.ENTRY.size))
+
+
+def write_delta(store: Store, sealer: Sealer, delta_id: str, part: DeltaPart) -> str:
+    """Seal and put part as the delta index/<delta_id>, then sync; its name."""
+    name = names.index(delta_id)
+    body = fmt.encode_packed(INDEX_MAGIC, list(part.packs), part.entries)
+    store.put(name, sealer.seal(body, INDEX_AD))
+    store.sync()
+    return name
 
 
 def load_delta(store: Store, opener: Opener, name: str) -> list[Row]:

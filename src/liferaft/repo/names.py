@@ -8,6 +8,7 @@ PACKS = "packs"
 INDEX = "index"
 SNAPSHOTS = "snapshots"
 SESSIONS = "sessions"
+CONDEMNED = "condemned"
 
 
 def pack(pack_id: bytes) -> str:
@@ -29,6 +30,10 @@ def snapshot(snapshot_id: str) -> str:
 
 def session(session_id: bytes) -> str:
     return f"{SESSIONS}/{session_id.hex()}"
+
+
+def condemned(run_id: bytes) -> str:
+    return f"{CONDEMNED}/{run_id.hex()}"
 
 
 def leaf(name: str) -> str:

@@ -82,9 +82,9 @@ class Lease:
             return
         held = self._store.stat(self.name)
         now = self._store_now()
-        if now - held.mtime <= self.term_s:
+        if now - held.mtime <= self.term_s and not _died_here(self._store, opener, self.name):
             raise LeaseHeld(what=describe(self._store, opener, self.name), age=now - held.mtime, term=self.term_s)
-        self._store.delete(self.name)  # lapsed: its holder is dead by the rule every holder keeps
+        self._store.delete(self.name)  # lapsed, or its holder died on this machine
         if not self._store.create(self.name, self._written):
             raise LeaseHeld(what="another run", age=0.0, term=self.term_s)
         self._stamp = self._store.stat(self.name).mtime
@@ -97,6 +97,11 @@ class Lease:
             return self._store.stat(probe).mtime
         finally:
             self._store.delete(probe)
+
+    @property
+    def stamp(self) -> float:
+        """The store's time of the last renewal."""
+        return self._stamp
 
     def renew(self) -> None:
         """Read the object back, write it again, and set ``lost`` if it was gone, taken over,
@@ -158,10 +163,31 @@ class Lease:
             pass  # gone already, or unreachable: a lapsed lease is harmless, maintenance ignores it after its term
 
 
+def _holder(store: Store, opener: Opener, name: str) -> SessionRecord | None:
+    try:
+        return SessionRecord.from_bytes(opener.open(store.get(name), SESSION_AD))
+    except (StoreError, AuthenticationFailed, FormatError):
+        return None
+
+
+def _died_here(store: Store, opener: Opener, name: str) -> bool:
+    """Whether the lease's holder ran on this machine and its process is gone (killed, or the
+    machine rebooted): its lease need not be waited out."""
+    rec = _holder(store, opener, name)
+    if rec is None or rec.hostname != socket.gethostname() or rec.pid == os.getpid():
+        return False
+    try:
+        os.kill(rec.pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # a process of that number runs (another user's)
+    return False
+
+
 def describe(store: Store, opener: Opener, name: str) -> str:
     """Who holds a lease, for messages: 'liferaft gc on host (pid 12)'."""
-    try:
-        rec = SessionRecord.from_bytes(opener.open(store.get(name), SESSION_AD))
-    except (StoreError, AuthenticationFailed, FormatError):
+    rec = _holder(store, opener, name)
+    if rec is None:
         return "another run"
     return f"'liferaft {rec.command}' on {rec.hostname} (pid {rec.pid})"

@@ -20,38 +20,18 @@ from contextlib import contextmanager
 
 from liferaft.crypto.aead import Sealer
 from liferaft.errors import LeaseLost
-from liferaft.format import ID_SIZE, INDEX_MAGIC, ChunkId, PackId, SnapshotId
-from liferaft.format import index as index_fmt
+from liferaft.format import ChunkId, SnapshotId
 from liferaft.format.index import Location
 from liferaft.format.snapshot import Snapshot
-from liferaft.repo import blobs, names
-from liferaft.repo.index import INDEX_AD, ChunkIndex
+from liferaft.repo import blobs
+from liferaft.repo.condemned import condemned_packs
+from liferaft.repo.index import ChunkIndex, DeltaPart, write_delta
 from liferaft.repo.packer import Packer
 from liferaft.repo.repository import Repository
 from liferaft.repo.sessions import Lease
 
 PART_ENTRIES = 65536
 """Blobs per index delta a session writes (3.5 MiB of plaintext)."""
-
-
-class _Part:
-    """The index entries of the blobs stored since the last delta, packed as the delta holds
-    them (56 bytes each, no object per entry)."""
-
-    def __init__(self) -> None:
-        self.packs: dict[PackId, int] = {}
-        self.entries = bytearray()
-        self.count = 0
-
-    def add(self, located: list[tuple[ChunkId, Location]]) -> None:
-        for cid, loc in located:
-            number = self.packs.setdefault(loc.pack, len(self.packs))
-            self.entries += index_fmt.ENTRY.pack(cid, number, loc.offset, loc.length, loc.raw_length, loc.flags)
-        self.count += len(located)
-
-    def ids(self) -> Iterator[bytes]:
-        step = index_fmt.ENTRY.size
-        return (bytes(self.entries[at : at + ID_SIZE]) for at in range(0, len(self.entries), step))
 
 
 class BackupWriter:
@@ -64,21 +44,29 @@ class BackupWriter:
         self.level = repo.config.compression_level
         self._claimed: set[ChunkId] = set()
         """Chunks this session stores that are in no index delta yet."""
-        self._part = _Part()
+        self._part = DeltaPart()
         self._parts = 0
         self._lock = threading.Lock()
         self.lease = Lease(repo.store, self.sealer, command)
+        self.condemned = condemned_packs(repo.store, repo.opener)
+        """Packs a GC run condemned: read after the lease is written (GC lists sessions after it
+        writes a record), never deduplicated against."""
         max_blob = repo.config.chunk_size + 1024  # zstd's worst case is raw + a frame header
         self.packer = Packer(repo.store, self.sealer, repo.opener, repo.config.pack_size, max_blob, self._stored)
         self.new_chunks = 0
         self.new_bytes = 0
         self.stored_bytes = 0
 
+    def has(self, cid: ChunkId) -> bool:
+        """Whether the repository holds the chunk in a pack that no GC run condemned."""
+        loc = self.index.lookup(cid)
+        return loc is not None and loc.pack not in self.condemned
+
     def put(self, cid: ChunkId, data: bytes | bytearray, flags: int = 0) -> bool:
         """Store a chunk unless the repository or this session has it; True when it was new."""
         if self.lease.lost:
             raise LeaseLost(detail=self.lease.lost)
-        if self.index.lookup(cid) is not None:
+        if self.has(cid):
             return False
         with self._lock:
             if cid in self._claimed:
@@ -102,24 +90,23 @@ class BackupWriter:
 
     def _stored(self, located: list[tuple[ChunkId, Location]]) -> None:
         """A pack's blobs were uploaded and checked (on the packer's thread)."""
-        self._part.add(located)
+        for cid, loc in located:
+            self._part.add(cid, loc)
         if self._part.count >= PART_ENTRIES:
             written = self._write_part(hold=False)  # not under the lease's hold: quiet() waits for this thread
             self.index.refresh()  # this session's own delta now answers lookups
             with self._lock:
                 self._claimed.difference_update(written.ids())
 
-    def _write_part(self, hold: bool = True) -> _Part:
+    def _write_part(self, hold: bool = True) -> DeltaPart:
         """The blobs stored since the last delta, as an index delta, once the packs are durable."""
-        part, self._part = self._part, _Part()
+        part, self._part = self._part, DeltaPart()
         if not part.count:
             return part
         store = self.repo.store
         store.sync()  # packs durable before anything names them
         self.lease.check(hold)
-        body = index_fmt.encode_packed(INDEX_MAGIC, list(part.packs), part.entries)
-        store.put(names.index(f"{self.sealer.session_id.hex()}.{self._parts}"), self.sealer.seal(body, INDEX_AD))
-        store.sync()
+        write_delta(store, self.sealer, f"{self.sealer.session_id.hex()}.{self._parts}", part)
         self._parts += 1
         return part
 

@@ -1,0 +1,66 @@
+"""``liferaft gc``: reclaim the packs no snapshot references (two runs: condemn, then delete)."""
+
+from __future__ import annotations
+
+import argparse
+from datetime import timedelta
+from typing import Any
+
+from liferaft.cli import render
+from liferaft.cli.context import Context
+from liferaft.cli.render import BarProgress
+from liferaft.ops.forget import parse_duration
+from liferaft.ops.gc import SAFETY_MARGIN_S, GcResult, gc
+
+
+def _margin(text: str) -> timedelta:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_gc_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--safety-margin",
+        type=_margin,
+        default=timedelta(seconds=SAFETY_MARGIN_S),
+        metavar="DURATION",
+        help=f"a condemned pack is deleted by a later run at least this long after (default {SAFETY_MARGIN_S / 3600:g}h); "
+        "0s is safe only while nothing else writes to the repository",
+    )
+
+
+def add(sub: Any, common: argparse.ArgumentParser) -> None:
+    p = sub.add_parser("gc", parents=[common], help="reclaim the space of forgotten snapshots")
+    add_gc_options(p)
+    p.add_argument("--dry-run", "-n", action="store_true", help="show what would be condemned and deleted")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    margin = args.safety_margin.total_seconds()
+    if margin == 0:
+        ctx.warn("--safety-margin 0s: safe only while no backup or other run writes to this repository")
+    with ctx.open() as repo:
+        r = gc(repo, margin, args.dry_run, BarProgress(ctx.err, not args.quiet))
+    if ctx.json:
+        render.print_json(r.as_dict())
+        return 0
+    print_gc(ctx, r)
+    return 0
+
+
+def print_gc(ctx: Context, r: GcResult) -> None:
+    would = "would be " if r.dry_run else ""
+    ctx.out.print(
+        f"gc: {render.count(r.snapshots, 'snapshot')} reference {r.live_packs} of {render.count(r.packs, 'pack')}; "
+        f"{r.deleted} {would}deleted ({render.size(r.deleted_bytes)} freed), {r.condemned} {would}condemned, "
+        f"{r.waiting} waiting; index deltas {r.deltas_before} -> {r.deltas_after}; {r.seconds:.1f} s",
+        highlight=False,
+    )
+    if r.condemned and not r.dry_run:
+        ctx.note("condemned packs are deleted by a later gc run, once the safety margin has passed")
+    for note in r.notes:
+        ctx.warn(note)
