@@ -18,6 +18,8 @@ import pytest
 from liferaft.cli.main import main
 from liferaft.crypto import keys
 
+pytest_plugins = ["tests.s3.gateway"]  # the S3 gateway and a bucket per test, for the tests that ask
+
 PASSWORD = "correct horse battery staple"
 PYTHON = sys.executable
 FAST_KDF = keys.KdfCost(time_cost=1, memory_kib=8, parallelism=1)

@@ -20,6 +20,7 @@ from liferaft.store.local import LocalStore
 from liferaft.store.memory import MemoryStore
 from liferaft.store.open import StoreOptions, open_store
 from liferaft.store.retry import RetryStore
+from liferaft.store.s3 import S3Store
 
 NO_WAIT = StoreOptions(retry_first_delay=0)
 
@@ -45,9 +46,20 @@ def listed(store: Store, prefix: str) -> dict[str, ObjectInfo]:
     return {o.name: o for _ in range(2) for o in store.list(prefix)}
 
 
-@pytest.fixture(params=sorted(STACKS))
+S3_STACKS: dict[str, Callable[[str], Store]] = {
+    "s3 (Ceph RGW)": lambda bucket: S3Store(bucket, "repo"),
+    "open(s3://)": lambda bucket: open_store(f"s3://{bucket}/some/prefix", NO_WAIT),
+    "retry(transient faults(s3))": lambda bucket: faulty(S3Store(bucket)),
+}
+
+
+@pytest.fixture(params=sorted(STACKS) + sorted(S3_STACKS))
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    s = STACKS[request.param](tmp_path / "store")
+    if request.param in S3_STACKS:
+        s = S3_STACKS[request.param](request.getfixturevalue("bucket"))
+    else:
+        s = STACKS[request.param](tmp_path / "store")
+    s.prepare()
     yield s
     s.close()
 

@@ -48,6 +48,7 @@ def init_repository(
         if foreign:  # a mistyped path (/home, a mount of other data): never mix a repository into it
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise UsageError(f"{folder} already holds other files ({shown}): give a new or empty folder")
+    store.prepare()
     return Repository.init(store, password, cache_root or default_cache_root(), chunk_size, compression_level, cost)
 
 

@@ -62,6 +62,10 @@ class Store(Protocol):
     """Where the store is, for messages."""
     capabilities: Capabilities
 
+    def prepare(self) -> None:
+        """Make the store's container exist (a folder, a bucket): ``liferaft init`` only."""
+        ...
+
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None: ...
 
     def create(self, name: str, data: bytes) -> bool: ...
@@ -88,6 +92,9 @@ class Wrapper:
         self.inner = inner
         self.location = inner.location
         self.capabilities = inner.capabilities
+
+    def prepare(self) -> None:
+        self.inner.prepare()
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         self.inner.put(name, data)

@@ -97,6 +97,12 @@ class LocalStore:
     def _path(self, name: str) -> Path:
         return self.root / check_name(name)
 
+    def prepare(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise _translate(exc, f"creating {self.root}") from None
+
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         self._write(name, data, exclusive=False)
 

@@ -20,6 +20,9 @@ class MemoryStore:
         self.mtimes: dict[str, float] = {}
         self._lock = threading.Lock()
 
+    def prepare(self) -> None:
+        pass
+
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         with self._lock:
             self.objects[check_name(name)] = bytes(data)

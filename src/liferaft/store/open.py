@@ -43,7 +43,18 @@ def _memory(rest: str) -> Store:
     return MemoryStore()
 
 
-SCHEMES: dict[str, Callable[[str], Store]] = {"file": _local, "memory": _memory}
+def _s3(rest: str) -> Store:
+    from liferaft.store.s3 import S3Store  # boto3 loads only for an S3 repository
+
+    bucket, _, prefix = rest.partition("/")
+    if not bucket:
+        from liferaft.errors import UsageError
+
+        raise UsageError("an S3 repository is s3://BUCKET or s3://BUCKET/PREFIX")
+    return S3Store(bucket, prefix)
+
+
+SCHEMES: dict[str, Callable[[str], Store]] = {"file": _local, "memory": _memory, "s3": _s3}
 
 
 def open_store(location: str, options: StoreOptions | None = None) -> Store:

@@ -1,0 +1,191 @@
+"""A repository in S3-compatible object storage (AWS S3, Ceph RGW, MinIO, B2, Wasabi):
+``s3://bucket/prefix``, one object per repository object, through boto3.
+
+Endpoint, region and credentials come from the standard AWS environment and files
+(``AWS_ENDPOINT_URL``, ``AWS_ACCESS_KEY_ID`` / ``AWS_SECRET_ACCESS_KEY``, ``AWS_PROFILE``,
+``~/.aws/config``, ``AWS_CA_BUNDLE``). Addressing is path-style where an endpoint is given (what
+S3-compatible servers expect), virtual-hosted on AWS; ``LIFERAFT_S3_ADDRESSING=path|virtual``
+overrides it. Every put carries Content-MD5, which the server verifies, so the packer skips its
+read-back (``verified_put``); ``create`` is a PUT with ``If-None-Match: *``. A PUT is durable
+when it returns, so ``sync`` has nothing to do. Times are the server's ``Last-Modified``, in
+whole seconds (what HEAD gives). Retries are ``open_store``'s (botocore's own are off):
+throttling (503 SlowDown), timeouts and lost connections are StoreTransient.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import boto3  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, SSLError  # type: ignore[import-untyped]
+
+from liferaft.errors import ObjectMissing, StoreError, StoreTransient
+from liferaft.store.base import Capabilities, ObjectInfo, check_name
+
+CONNECTIONS = 16
+TRANSIENT_CODES = frozenset(
+    {
+        "SlowDown",
+        "RequestTimeout",
+        "InternalError",
+        "ServiceUnavailable",
+        "Throttling",
+        "ThrottlingException",
+        "500",
+        "502",
+        "503",
+        "504",
+    }
+)
+MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
+CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"})
+
+
+def _client(endpoint: str | None) -> Any:
+    addressing = os.environ.get("LIFERAFT_S3_ADDRESSING") or (
+        "path" if endpoint or os.environ.get("AWS_ENDPOINT_URL") else "auto"
+    )
+    config = Config(
+        max_pool_connections=CONNECTIONS,
+        retries={"max_attempts": 1, "mode": "standard"},
+        s3={"addressing_style": addressing},
+        connect_timeout=10,
+        read_timeout=60,
+        request_checksum_calculation="when_required",  # Content-MD5 instead; Ceph 16 verifies no trailers
+        response_checksum_validation="when_required",
+    )
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
+    session = boto3.session.Session()
+    return session.client("s3", endpoint_url=endpoint, region_name=region or session.region_name or "us-east-1", config=config)
+
+
+class S3Store:
+    def __init__(self, bucket: str, prefix: str = "", endpoint: str | None = None) -> None:
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.location = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
+        self.capabilities = Capabilities(connections=CONNECTIONS, conditional_create=True, verified_put=True)
+        self._s3 = _client(endpoint)
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}/{check_name(name)}" if self.prefix else check_name(name)
+
+    def _fail(self, exc: Exception, what: str, name: str = "") -> StoreError:
+        if isinstance(exc, ClientError):
+            err = exc.response.get("Error", {})
+            code = str(err.get("Code", ""))
+            message = str(err.get("Message") or code)
+            if code in MISSING_CODES and name:
+                return ObjectMissing(name=name)
+            if code == "NoSuchBucket":
+                return StoreError(f"the bucket {self.bucket} does not exist: check the name, or create it with 'liferaft init'")
+            if code in TRANSIENT_CODES:
+                return StoreTransient(detail=f"{what}: {code} ({message})")
+            if code in CREDENTIAL_CODES:
+                return StoreError(
+                    f"{what}: {code}: the server refused these credentials "
+                    "(AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY, AWS_PROFILE)"
+                )
+            if code == "RequestTimeTooSkewed":
+                return StoreError(f"{what}: this machine's clock differs too much from the server's: set the clock (NTP)")
+            return StoreError(f"{what}: {code} ({message})")
+        if isinstance(exc, SSLError):
+            return StoreError(f"{what}: TLS failed ({exc}): for a private CA, point AWS_CA_BUNDLE at its certificate")
+        if isinstance(exc, EndpointConnectionError | BotoCoreError):
+            return StoreTransient(detail=f"{what}: {exc}")
+        raise exc
+
+    def prepare(self) -> None:
+        """Create the bucket if it does not exist (liferaft init)."""
+        try:
+            self._s3.head_bucket(Bucket=self.bucket)
+            return
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound"):
+                raise self._fail(exc, f"checking the bucket {self.bucket}") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"checking the bucket {self.bucket}") from None
+        try:
+            self._s3.create_bucket(Bucket=self.bucket)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, f"creating the bucket {self.bucket}") from None
+
+    def _put(self, name: str, data: bytes | bytearray | memoryview, **extra: str) -> None:
+        body = bytes(data) if not isinstance(data, bytes) else data
+        md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+        self._s3.put_object(Bucket=self.bucket, Key=self._key(name), Body=body, ContentMD5=md5, **extra)
+
+    def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
+        try:
+            self._put(name, data)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, f"writing {name}") from None
+
+    def create(self, name: str, data: bytes) -> bool:
+        try:
+            self._put(name, data, IfNoneMatch="*")
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+                return False
+            raise self._fail(exc, f"creating {name}") from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"creating {name}") from None
+        return True
+
+    def sync(self) -> None:
+        pass  # a PUT is durable once it returns
+
+    def get(self, name: str) -> bytes:
+        try:
+            data: bytes = self._s3.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, f"reading {name}", name) from None
+        return data
+
+    def get_range(self, name: str, offset: int, length: int) -> bytes:
+        if length == 0:
+            self.stat(name)
+            return b""
+        try:
+            reply = self._s3.get_object(Bucket=self.bucket, Key=self._key(name), Range=f"bytes={offset}-{offset + length - 1}")
+            data: bytes = reply["Body"].read()
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) == "InvalidRange":
+                raise StoreError(f"{name} is shorter than expected ({offset}+{length} bytes)") from None
+            raise self._fail(exc, f"reading {name}", name) from None
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"reading {name}", name) from None
+        if len(data) != length:
+            raise StoreError(f"{name} is shorter than expected ({offset}+{length} bytes)")
+        return data
+
+    def stat(self, name: str) -> ObjectInfo:
+        try:
+            head = self._s3.head_object(Bucket=self.bucket, Key=self._key(name))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, f"reading {name}", name) from None
+        return ObjectInfo(name, int(head["ContentLength"]), float(int(head["LastModified"].timestamp())))
+
+    def delete(self, name: str) -> None:
+        try:
+            self._s3.delete_object(Bucket=self.bucket, Key=self._key(name))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, f"deleting {name}") from None
+
+    def list(self, prefix: str) -> Iterator[ObjectInfo]:
+        base = self._key(prefix) + "/"
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        try:
+            for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
+                for obj in page.get("Contents", []):
+                    yield ObjectInfo(obj["Key"][cut:], int(obj["Size"]), float(int(obj["LastModified"].timestamp())))
+        except (ClientError, BotoCoreError) as exc:
+            raise self._fail(exc, f"listing {prefix}") from None
+
+    def close(self) -> None:
+        self._s3.close()

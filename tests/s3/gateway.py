@@ -1,0 +1,62 @@
+"""The real S3 server of the tests: Ceph's RADOS Gateway on loopback (``tests/s3/ceph-gateway``),
+started once per test session when a test asks for it and stopped at the end; each test gets a
+bucket of its own, emptied and removed afterwards, and the AWS environment pointing at it."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).with_name("ceph-gateway")
+
+
+@dataclass(frozen=True)
+class Gateway:
+    endpoint: str
+    access_key: str
+    secret_key: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "AWS_ENDPOINT_URL": self.endpoint,
+            "AWS_ACCESS_KEY_ID": self.access_key,
+            "AWS_SECRET_ACCESS_KEY": self.secret_key,
+            "AWS_REGION": "us-east-1",
+        }
+
+
+@pytest.fixture(scope="session")
+def gateway() -> Iterator[Gateway]:
+    started = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, timeout=900)
+    assert started.returncode == 0, f"the Ceph S3 gateway did not start:\n{started.stderr[-3000:]}"
+    endpoint, access, secret = started.stdout.strip().splitlines()[-1].split()
+    yield Gateway(endpoint, access, secret)
+    if not os.environ.get("LIFERAFT_KEEP_S3"):  # a developer may keep it up between runs
+        subprocess.run([str(SCRIPT), "stop"], capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def bucket(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A fresh bucket's name, with the AWS environment set for the gateway; removed afterwards."""
+    for name, value in gateway.env().items():
+        monkeypatch.setenv(name, value)
+    name = f"t-{uuid.uuid4().hex[:16]}"
+    yield name
+    import boto3
+
+    s3 = boto3.client("s3", endpoint_url=gateway.endpoint, aws_access_key_id=gateway.access_key,
+                      aws_secret_access_key=gateway.secret_key, region_name="us-east-1")  # fmt: skip
+    try:
+        for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+            keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+            if keys:
+                s3.delete_objects(Bucket=name, Delete={"Objects": keys})
+        s3.delete_bucket(Bucket=name)
+    except s3.exceptions.NoSuchBucket:
+        pass
