@@ -14,6 +14,7 @@ from rich.console import Console
 from liferaft import __version__
 from liferaft.cli import (
     cmd_backup,
+    cmd_copy,
     cmd_forget,
     cmd_gc,
     cmd_init,
@@ -29,7 +30,19 @@ from liferaft.cli.memory import tune_allocator
 from liferaft.errors import Interrupted, LiferaftError
 from liferaft.ops.repository import Defaults
 
-COMMANDS = [cmd_init, cmd_backup, cmd_snapshots, cmd_show, cmd_restore, cmd_verify, cmd_forget, cmd_gc, cmd_key, cmd_track]
+COMMANDS = [
+    cmd_init,
+    cmd_backup,
+    cmd_snapshots,
+    cmd_show,
+    cmd_restore,
+    cmd_verify,
+    cmd_copy,
+    cmd_forget,
+    cmd_gc,
+    cmd_key,
+    cmd_track,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

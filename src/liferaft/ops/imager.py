@@ -23,7 +23,7 @@ from liferaft.ops.progress import Progress
 from liferaft.repo.index import ChunkIndex
 from liferaft.repo.repository import Repository
 from liferaft.repo.writer import BackupWriter
-from liferaft.source.device import SourceReader
+from liferaft.source.device import ChunkSource
 
 
 def now() -> str:
@@ -33,8 +33,8 @@ def now() -> str:
 
 class Imager:
     def __init__(
-        self, repo: Repository, reader: SourceReader, progress: Progress, workers: int, readers: int | None = None,
-        cancel: Cancel | None = None,
+        self, repo: Repository, reader: ChunkSource, progress: Progress, workers: int, readers: int | None = None,
+        cancel: Cancel | None = None, command: str | None = None,
     ) -> None:  # fmt: skip
         """workers: threads that hash, compress and seal (one per core); readers: threads that
         read ahead of them from an O_DIRECT device (which has no kernel readahead); cancel: stops
@@ -49,7 +49,7 @@ class Imager:
         self.zero_id = repo.ids.chunk_id(self._zero)
         self.table = bytearray(self.count * ID_SIZE)
         self.index: ChunkIndex = repo.open_index()
-        self.writer = BackupWriter(repo, self.index, f"backup {reader.path}")
+        self.writer = BackupWriter(repo, self.index, command or f"backup {reader.path}")
         self.bytes_read = 0
         self.before_read: Callable[[int], None] = lambda i: None
         """Told the index of every chunk just before it is read whole, every byte as on the
@@ -156,9 +156,13 @@ class Imager:
             free += e == FREE_ID
         return zero, free
 
-    def commit(self, provider: str, stats: dict[str, Any], layout: dict[str, Any], source: str | None = None) -> SnapshotId:
+    def commit(
+        self, provider: str, stats: dict[str, Any], layout: dict[str, Any], source: str | None = None,
+        like: Snapshot | None = None,
+    ) -> SnapshotId:  # fmt: skip
         """Write the chunk map and the snapshot: the commit point. source: what the snapshot is
-        of, when that is not what was read (an image file read through its loop device)."""
+        of, when that is not what was read (an image file read through its loop device); like:
+        a snapshot whose host, source and time this one keeps (a copy of it)."""
         digest = self.repo.ids.digest()
         pieces: list[ChunkId] = []
         for start in range(0, self.count, PIECE_ENTRIES):
@@ -174,10 +178,10 @@ class Imager:
             self.writer.put(pid, body, FLAG_META)
             pieces.append(pid)
         snap = Snapshot(
-            hostname=socket.gethostname(),
-            source=source or self.reader.path,
+            hostname=like.hostname if like else socket.gethostname(),
+            source=like.source if like else source or self.reader.path,
             source_kind=self.reader.info.kind,
-            time=now(),
+            time=like.time if like else now(),
             provider=provider,
             size=self.size,
             chunk_size=self.chunk,

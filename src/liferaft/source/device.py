@@ -14,6 +14,7 @@ import os
 import stat
 import threading
 from dataclasses import dataclass
+from typing import Protocol
 
 from liferaft.errors import SourceUnreadable
 from liferaft.source.linux import kernel
@@ -32,6 +33,23 @@ def size_of(fd: int, is_device: bool) -> int:
     if is_device:
         return kernel.block_size(fd)
     return os.fstat(fd).st_size
+
+
+class ChunkSource(Protocol):
+    """What an image is made from, chunk by chunk: a device or file (``SourceReader``), or
+    another repository's snapshot (``ops.copy``)."""
+
+    path: str
+    info: SourceInfo
+    direct: bool
+    """Reads wait on a device (O_DIRECT: no kernel readahead, so threads read ahead)."""
+
+    @property
+    def chunk_count(self) -> int: ...
+
+    def read(self, index: int) -> bytes | bytearray: ...
+
+    def is_hole(self, index: int) -> bool: ...
 
 
 class SourceReader:
