@@ -74,3 +74,28 @@ def test_reads_in_order_read_ahead_and_stay_bounded(backed: Backed) -> None:
         got = b"".join(image.read_at(at, step) for at in range(0, snap.size, step))
         assert got == backed.restored
         assert len(image._chunks) <= 4
+
+
+def test_a_restore_reads_blobs_that_follow_each_other_with_one_request(backed: Backed, tmp_path: Path) -> None:
+    """A remote store answers one large range far faster than many small ones."""
+    from liferaft.store.base import Wrapper
+
+    class Counting(Wrapper):
+        ranges = 0
+
+        def get_range(self, name: str, offset: int, length: int) -> bytes:
+            Counting.ranges += 1
+            return self.inner.get_range(name, offset, length)
+
+    snap = backed.repo.load_snapshot(backed.snapshot_id)
+    with SnapshotImage(backed.repo, snap) as image:
+        stored = sum(1 for e in image.entries() if e not in (ZERO_ID, FREE_ID))
+    honest = backed.repo.store
+    backed.repo.store = Counting(honest)
+    try:
+        out = tmp_path / "out.img"
+        liferaft.restore(backed.repo, backed.snapshot_id, str(out))
+    finally:
+        backed.repo.store = honest
+    assert out.read_bytes() == backed.restored
+    assert Counting.ranges < stored / 2, (Counting.ranges, stored)

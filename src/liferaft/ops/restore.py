@@ -135,14 +135,18 @@ def _write(
     reader = SourceReader(writer.path, chunk, limit=hi - lo) if delta else None
     aligned = lo % chunk == 0
 
-    def work(job: _Job) -> tuple[str, int]:
-        """(what happened, bytes written) for one chunk."""
-        try:
-            return restore_one(job)
-        finally:
-            progress.advance(job.hi - job.lo)  # free and zero stretches count too: the ETA is honest
+    def work(run: list[_Job]) -> list[tuple[str, int]]:
+        """(what happened, bytes written) for each chunk of a run (their blobs read at once)."""
+        fetched = image.fetch_run([job.cid for job in run]) if len(run) > 1 else [None]
+        done = []
+        for job, data in zip(run, fetched, strict=True):
+            try:
+                done.append(restore_one(job, data))
+            finally:
+                progress.advance(job.hi - job.lo)  # free and zero stretches count too: the ETA is honest
+        return done
 
-    def restore_one(job: _Job) -> tuple[str, int]:
+    def restore_one(job: _Job, data: bytes | None) -> tuple[str, int]:
         n = job.hi - job.lo
         if job.cid == FREE_ID:
             if not delta:
@@ -165,7 +169,7 @@ def _write(
         elif job.cid == ZERO_ID:
             writer.zero(job.at, n)
             return "zero", 0
-        part = image.span(job.index, job.lo, job.hi, job.cid)
+        part = image.span(job.index, job.lo, job.hi, job.cid, data)
         if delta:  # write only the 4 KiB blocks that differ (a few pages of a database, say)
             runs = changed_runs(part, have) if len(have) == len(part) else [(0, len(part))]
             for start, end in runs:
@@ -178,7 +182,12 @@ def _write(
     stats = {"read": 0, "written": 0, "zero": 0, "free": 0, "bytes": 0}
     progress.start(f"restore to {writer.path}", hi - lo)
     try:
-        for what, n in ordered_map(work, _jobs(image, lo, hi), workers or default_workers() + 2, cancel=cancel):
+        # a delta restore reads the target first and fetches only chunks that differ: one at a time
+        runs = ([job] for job in _jobs(image, lo, hi)) if delta else image.runs(_jobs(image, lo, hi), lambda job: job.cid)
+        results = ordered_map(
+            work, runs, workers or default_workers() + 2, window=2 * (workers or default_workers() + 2), cancel=cancel
+        )
+        for what, n in (one for done in results for one in done):
             if delta:
                 stats["read"] += what != "free"
             if what in ("written", "zero") and n:

@@ -14,8 +14,9 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
+from typing import TypeVar
 
 from liferaft.errors import CorruptRepository
 from liferaft.format import UNSTORED, ChunkId, FormatError
@@ -29,6 +30,9 @@ CACHE_CHUNKS = 32
 READ_AHEAD = 4
 """Chunks fetched ahead, in parallel, once reads come in order."""
 CACHE_PIECES = 4
+RUN_BYTES = 4 * 1024 * 1024
+"""Stored bytes read with one request, at most, where blobs follow each other in a pack."""
+T = TypeVar("T")
 
 
 class SnapshotImage:
@@ -98,12 +102,45 @@ class SnapshotImage:
             return bytes(self.length(i))
         return self.repo.read_chunk(cid, self.repo.locate(self.index, cid))
 
-    def span(self, i: int, lo: int, hi: int, cid: ChunkId | None = None) -> bytes:
-        """Image bytes [lo, hi), which lie in chunk i, read from the repository."""
+    def span(self, i: int, lo: int, hi: int, cid: ChunkId | None = None, data: bytes | None = None) -> bytes:
+        """Image bytes [lo, hi), which lie in chunk i, read from the repository (or cut from
+        data, chunk i's bytes fetched already)."""
         base = i * self.chunk_size
         assert base <= lo <= hi <= base + self.length(i)
-        data = self.fetch(i, cid)
+        data = self.fetch(i, cid) if data is None else data
         return data if (lo, hi) == (base, base + len(data)) else data[lo - base : hi - base]
+
+    def runs(self, items: Iterable[T], cid_of: Callable[[T], ChunkId], most: int = RUN_BYTES) -> Iterator[list[T]]:
+        """items in order, in runs whose chunks' blobs lie close together in one pack (the range
+        covering them at most ``most`` bytes, and at least three quarters blobs of the run: the
+        threads of a backup add neighbouring chunks to a pack in either order), for
+        ``fetch_run``; a zero or free chunk is a run of its own."""
+        run: list[T] = []
+        pack: bytes = b""
+        lo = hi = stored = 0
+        for item in items:
+            cid = cid_of(item)
+            if cid in UNSTORED:
+                if run:
+                    yield run
+                yield [item]
+                run = []
+                continue
+            loc = self.repo.locate(self.index, cid)
+            a, b = min(lo, loc.offset), max(hi, loc.offset + loc.length)
+            if run and (loc.pack != pack or b - a > most or 4 * (stored + loc.length) < 3 * (b - a)):
+                yield run
+                run = []
+            if not run:
+                pack, a, b, stored = loc.pack, loc.offset, loc.offset + loc.length, 0
+            run.append(item)
+            lo, hi, stored = a, b, stored + loc.length
+        if run:
+            yield run
+
+    def fetch_run(self, cids: list[ChunkId]) -> list[bytes]:
+        """The bytes of stored chunks that ``runs`` put together, read with one request."""
+        return self.repo.read_chunks([(c, self.repo.locate(self.index, c)) for c in cids])
 
     def chunk(self, i: int) -> bytes:
         """Chunk i's bytes through the cache; reads in order fetch the next chunks ahead."""

@@ -180,7 +180,19 @@ class Repository:
         return open_index(self.store, self.opener, cache_dir or self.cache_dir)
 
     def read_chunk(self, cid: ChunkId, loc: Location, check_id: bool = False) -> bytes:
-        blob = self.store.get_range(names.pack(loc.pack), loc.offset, loc.length)
+        return self._open(cid, loc, self.store.get_range(names.pack(loc.pack), loc.offset, loc.length), check_id)
+
+    def read_chunks(self, run: list[tuple[ChunkId, Location]]) -> list[bytes]:
+        """Chunks whose blobs lie close together in one pack, read with one request for the range
+        covering them (a remote store answers one large range far faster than many small ones)."""
+        pack = run[0][1].pack
+        assert all(loc.pack == pack for _, loc in run)
+        lo = min(loc.offset for _, loc in run)
+        hi = max(loc.offset + loc.length for _, loc in run)
+        data = self.store.get_range(names.pack(pack), lo, hi - lo)
+        return [self._open(cid, loc, data[loc.offset - lo : loc.offset - lo + loc.length]) for cid, loc in run]
+
+    def _open(self, cid: ChunkId, loc: Location, blob: bytes, check_id: bool = False) -> bytes:
         try:
             data = blobs.open_chunk(self.opener, cid, blob, loc.flags, loc.raw_length)
         except (AuthenticationFailed, zstandard.ZstdError) as exc:
