@@ -63,3 +63,48 @@ def test_an_endpoint_that_does_not_answer_is_transient_then_fails(bucket: str, m
         store.get("config")
     with pytest.raises(StoreError):
         store.put("config", b"x")
+
+
+def test_forget_and_gc_on_s3(bucket: str, cli: Callable[..., Result], tmp_path: Path) -> None:
+    repo = f"s3://{bucket}/gc"
+    assert cli("init", repo=repo).code == 0
+    a, b = disk(tmp_path / "a.img", 16, 4), disk(tmp_path / "b.img", 16, 5)
+    for src in (a, b):
+        assert cli("backup", "-q", str(src), repo=repo).code == 0
+    forgot = cli("forget", "--keep-last", "1", "--source", str(b), repo=repo)  # b's group keeps b; a's is untouched
+    assert forgot.code == 0 and "forgot 0 snapshots" in forgot.out, forgot.out
+    assert cli("forget", "--keep-last", "1", "--host", "nobody", repo=repo).code == 0
+    first = cli("gc", "--json", "-q", "--safety-margin", "0s", repo=repo)
+    assert first.code == 0 and '"condemned": 0' in first.out  # everything is referenced
+    out = tmp_path / "out.img"
+    assert cli("restore", "-q", "--source", str(a), "latest", str(out), "--verify", repo=repo).code == 0
+    assert out.read_bytes() == a.read_bytes()
+
+
+def test_concurrent_backups_of_overlapping_disks_into_one_bucket(bucket: str, cli: Callable[..., Result], tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import PASSWORD, PYTHON
+
+    repo = f"s3://{bucket}/fleet"
+    assert cli("init", repo=repo).code == 0
+    shared = disk(tmp_path / "shared.img", 12, 6).read_bytes()
+    sources = []
+    for i in range(4):  # each disk: 12 MiB in common, 6 of its own
+        src = tmp_path / f"host{i}.img"
+        src.write_bytes(shared + disk(tmp_path / f"own{i}.img", 6, 10 + i).read_bytes())
+        sources.append(src)
+    env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
+    procs = [
+        subprocess.Popen([PYTHON, "-m", "liferaft", "backup", "-q", str(s), "--repo", repo], env=env, stderr=subprocess.PIPE)
+        for s in sources
+    ]
+    for p in procs:
+        _, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err
+    for src in sources:
+        out = tmp_path / "out.img"
+        r = cli("restore", "-q", "--force", "--source", str(src), "latest", str(out), "--verify", repo=repo)
+        assert r.code == 0, r.err
+        assert out.read_bytes() == src.read_bytes()
+    assert cli("verify", "-q", "--read-data", repo=repo).code == 0
