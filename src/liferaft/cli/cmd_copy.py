@@ -4,14 +4,12 @@ what it lacks."""
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 from typing import Any
 
 from liferaft.cli import render
-from liferaft.cli.context import Context, add_selection
+from liferaft.cli.context import Context, add_selection, read_password
 from liferaft.cli.render import BarProgress
-from liferaft.errors import NoPassword, UsageError
+from liferaft.errors import NoPassword
 from liferaft.ops.copy import copy
 from liferaft.ops.repository import open_repository
 
@@ -28,20 +26,10 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _to_password(args: argparse.Namespace) -> bytes:
-    if args.to_password_file:
-        try:
-            return Path(args.to_password_file).read_bytes().rstrip(b"\r\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read the password file {args.to_password_file}: {exc.strerror}") from None
-    env = os.environ.get("LIFERAFT_TO_PASSWORD")
-    if env is not None:
-        return env.encode()
-    import getpass
-    import sys
-
-    if sys.stdin.isatty():
-        return getpass.getpass("destination repository password: ").encode()
-    raise NoPassword()
+    pw = read_password(args.to_password_file, "LIFERAFT_TO_PASSWORD", "destination repository password: ")
+    if pw is None:
+        raise NoPassword("for the destination: use --to-password-file or LIFERAFT_TO_PASSWORD")
+    return pw
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 from typing import Any
 
 from liferaft.cli import render
-from liferaft.cli.context import Context
-from liferaft.errors import NoPassword, UsageError
+from liferaft.cli.context import Context, read_password
+from liferaft.errors import NoPassword
 
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -29,22 +27,10 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _new_password(args: argparse.Namespace) -> bytes:
-    if args.new_password_file:
-        try:
-            return Path(args.new_password_file).read_bytes().rstrip(b"\r\n")
-        except OSError as exc:
-            raise UsageError(f"cannot read {args.new_password_file}: {exc.strerror}") from None
-    if "LIFERAFT_NEW_PASSWORD" in os.environ:
-        return os.environ["LIFERAFT_NEW_PASSWORD"].encode()
-    import getpass
-    import sys
-
-    if not sys.stdin.isatty():
+    pw = read_password(args.new_password_file, "LIFERAFT_NEW_PASSWORD", "new password: ", confirm=True)
+    if pw is None:
         raise NoPassword("for the new key: use --new-password-file or LIFERAFT_NEW_PASSWORD")
-    first = getpass.getpass("new password: ")
-    if getpass.getpass("again: ") != first:
-        raise UsageError("the passwords differ")
-    return first.encode()
+    return pw
 
 
 def run_add(args: argparse.Namespace, ctx: Context) -> int:

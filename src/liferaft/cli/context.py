@@ -26,6 +26,24 @@ def add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", metavar="NAME", help="only snapshots taken on this host")
 
 
+def read_password(file: str | None, env: str, prompt: str, confirm: bool = False) -> bytes | None:
+    """A password from file, else the environment variable env, else a prompt on a terminal
+    (twice with confirm); None if none of them gives one."""
+    if file:
+        try:
+            return Path(file).read_bytes().rstrip(b"\r\n")
+        except OSError as exc:
+            raise UsageError(f"cannot read the password file {file}: {exc.strerror}") from None
+    if env in os.environ:
+        return os.environ[env].encode()
+    if sys.stdin.isatty():
+        first = getpass.getpass(prompt)
+        if confirm and getpass.getpass("again: ") != first:
+            raise UsageError("the passwords differ")
+        return first.encode()
+    return None
+
+
 @dataclass
 class Context:
     args: argparse.Namespace
@@ -64,20 +82,7 @@ class Context:
 
     def password(self, prompt: str = "repository password: ", confirm: bool = False) -> bytes | None:
         """From --password-file, LIFERAFT_PASSWORD, or a prompt on a terminal; None if none."""
-        if self.args.password_file:
-            try:
-                return Path(self.args.password_file).read_bytes().rstrip(b"\r\n")
-            except OSError as exc:
-                raise UsageError(f"cannot read the password file {self.args.password_file}: {exc.strerror}") from None
-        env = os.environ.get("LIFERAFT_PASSWORD")
-        if env is not None:
-            return env.encode()
-        if sys.stdin.isatty():
-            first = getpass.getpass(prompt)
-            if confirm and getpass.getpass("again: ") != first:
-                raise UsageError("the passwords differ")
-            return first.encode()
-        return None
+        return read_password(self.args.password_file, "LIFERAFT_PASSWORD", prompt, confirm)
 
     def require_password(self, prompt: str = "repository password: ", confirm: bool = False) -> bytes:
         pw = self.password(prompt, confirm)

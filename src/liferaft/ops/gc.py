@@ -2,9 +2,10 @@
 backup still running, may reference (docs/design.md, "Garbage collection").
 
 One run, holding the maintenance lease:
-1. lists the packs, the index deltas and the earlier condemnation records, and builds a fresh
-   index from the deltas (never a cache); a pack the index names that the listing lacks stops
-   the run (an incomplete listing, or damage): nothing is deleted;
+1. reads the earlier condemnation records, builds a fresh index from the deltas (never a cache)
+   and only then lists the packs (a delta names only packs written before it); a pack the index
+   names that the listing lacks stops the run (an incomplete listing, or damage): nothing is
+   deleted;
 2. marks every pack that a snapshot's chunk map or chunks are in, snapshot by snapshot (each
    map piece once: unchanged stretches are shared between snapshots), then lists the snapshots
    again and marks those committed meanwhile; a chunk the index lacks, or a snapshot it cannot
@@ -96,12 +97,14 @@ def _run(
     result = GcResult(dry_run=dry_run)
     now = lease.stamp if lease is not None else _store_now(repo)
     records = condemned.load_all(store, repo.opener, result.notes)
-    packs = {PackId(bytes.fromhex(names.leaf(o.name))): o for o in store.list(names.PACKS)}
-    deltas = sorted(o.name for o in store.list(names.INDEX))
-    result.packs, result.deltas_before = len(packs), len(deltas)
     with tempfile.TemporaryDirectory(prefix="liferaft-gc-") as tmp:
         index = repo.open_index(Path(tmp))
         try:
+            # the packs are listed after the deltas: a delta is written only after its packs, so
+            # every pack the index names was there before this listing began
+            packs = {PackId(bytes.fromhex(names.leaf(o.name))): o for o in store.list(names.PACKS)}
+            deltas = sorted(index.deltas())
+            result.packs, result.deltas_before = len(packs), len(deltas)
             unlisted = [p for p in index.packs() if p not in packs]
             if unlisted:
                 raise MaintenanceAborted(
