@@ -112,6 +112,12 @@ class ObjectMissing(StoreError):
     exit_code = 22
 
 
+class DeleteRefused(StoreError):
+    """the repository's storage refused to delete {name} (append-only credentials, or an object lock)"""
+
+    exit_code = 28
+
+
 class StoreTransient(StoreError):
     """the repository's storage did not answer: {detail}; try again"""
 
@@ -128,6 +134,12 @@ class LeaseHeld(LiferaftError):
     """{what} holds the repository's maintenance lease (renewed {age:.0f} s ago): wait for it to finish, or, if it is dead, for its lease to lapse ({term:.0f} s)"""
 
     exit_code = 26
+
+
+class AppendOnly(LiferaftError):
+    """{what} needs to delete, and this repository's storage refuses deletes (append-only credentials, or an object lock): nothing was changed; run {what} with credentials that may delete (backups work as they are)"""
+
+    exit_code = 29
 
 
 class MaintenanceAborted(LiferaftError):

@@ -53,6 +53,10 @@ def bucket(gateway: Gateway, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     s3 = boto3.client("s3", endpoint_url=gateway.endpoint, aws_access_key_id=gateway.access_key,
                       aws_secret_access_key=gateway.secret_key, region_name="us-east-1")  # fmt: skip
     try:
+        s3.delete_bucket_policy(Bucket=name)  # a test may have made it append-only
+    except s3.exceptions.ClientError:
+        pass
+    try:
         for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
             keys = [{"Key": o["Key"]} for o in page.get("Contents", [])]
             if keys:

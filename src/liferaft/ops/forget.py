@@ -21,6 +21,7 @@ from itertools import groupby
 from liferaft.errors import UsageError
 from liferaft.format import SnapshotId
 from liferaft.format.snapshot import Snapshot
+from liferaft.ops.gc import require_deletes
 from liferaft.ops.snapshots import Selection
 from liferaft.repo import names
 from liferaft.repo.repository import Repository
@@ -104,6 +105,8 @@ def decide(snapshots: list[tuple[SnapshotId, Snapshot]], policy: KeepPolicy) -> 
 def forget(repo: Repository, policy: KeepPolicy, where: Selection = Selection(), dry_run: bool = False) -> list[Fate]:
     """Decide, and (unless dry_run) remove the snapshots no rule keeps. Unreadable snapshots
     are left alone."""
+    if not dry_run:
+        require_deletes(repo, "forget")
     damaged: list[str] = []
     chosen = [(sid, snap) for sid, snap in repo.snapshots(damaged) if where.matches(snap)]
     fates = decide(chosen, policy)

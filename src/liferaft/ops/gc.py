@@ -26,13 +26,14 @@ One run, holding the maintenance lease:
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from liferaft.crypto.aead import Sealer
-from liferaft.errors import CorruptRepository, MaintenanceAborted
+from liferaft.errors import AppendOnly, CorruptRepository, DeleteRefused, MaintenanceAborted
 from liferaft.format import UNSTORED, ChunkId, PackId, SnapshotId
 from liferaft.format.condemned import CondemnedRecord
 from liferaft.format.index import Location
@@ -72,6 +73,17 @@ class GcResult:
         return asdict(self)
 
 
+def require_deletes(repo: Repository, what: str) -> None:
+    """Refuse what (forget, gc) before it changes anything when the store may not delete:
+    a probe object is written and deleted (it stays behind where the delete is refused)."""
+    probe = names.session(os.urandom(16))
+    repo.store.put(probe, b"liferaft: can this repository delete?")
+    try:
+        repo.store.delete(probe)
+    except DeleteRefused:
+        raise AppendOnly(what=what) from None
+
+
 def gc(
     repo: Repository, safety_margin: float = SAFETY_MARGIN_S, dry_run: bool = False, progress: Progress | None = None,
     cancel: Cancel | None = None,
@@ -79,6 +91,8 @@ def gc(
     """One GC run (see the module's text). dry_run: decide and report, write nothing."""
     started = time.monotonic()
     sealer = Sealer(repo.master)
+    if not dry_run:
+        require_deletes(repo, "gc")
     lease = None if dry_run else Lease(repo.store, sealer, "gc", exclusive=(MAINTENANCE, repo.opener))
     try:
         result = _run(repo, sealer, lease, safety_margin, dry_run, progress or NoProgress(), cancel)

@@ -9,7 +9,8 @@ Names are '/'-separated relative paths of safe characters ([a-z0-9._-] segments)
   short object is an error, never a short read). A missing object raises ObjectMissing.
 - ``create`` writes an object only if no object of that name exists, atomically against other
   writers where ``capabilities.conditional_create`` says so; False when it existed.
-- ``delete`` of a missing object is not an error.
+- ``delete`` of a missing object is not an error; a store that may not delete (append-only
+  credentials, an object lock) raises DeleteRefused.
 - ``list(prefix)`` yields an ``ObjectInfo`` for every object below the folder ``prefix``
   (recursively), in any order, never a partially written object. A listing may lag behind the
   newest puts on some stores: the repository lists again before it calls anything missing.

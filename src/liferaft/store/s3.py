@@ -24,7 +24,7 @@ import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, SSLError  # type: ignore[import-untyped]
 
-from liferaft.errors import ObjectMissing, StoreError, StoreTransient
+from liferaft.errors import DeleteRefused, ObjectMissing, StoreError, StoreTransient
 from liferaft.store.base import Capabilities, ObjectInfo, check_name
 
 CONNECTIONS = 16
@@ -174,7 +174,11 @@ class S3Store:
     def delete(self, name: str) -> None:
         try:
             self._s3.delete_object(Bucket=self.bucket, Key=self._key(name))
-        except (ClientError, BotoCoreError) as exc:
+        except ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) == "AccessDenied":
+                raise DeleteRefused(name=name) from None  # append-only credentials, or a lock
+            raise self._fail(exc, f"deleting {name}") from None
+        except BotoCoreError as exc:
             raise self._fail(exc, f"deleting {name}") from None
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
