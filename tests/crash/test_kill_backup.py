@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
+from collections.abc import Callable
 from pathlib import Path
 
 from liferaft.store.faults import CRASH_ENV
@@ -27,6 +28,21 @@ def run(*args: str, repo: Path, crash_at: int = 0) -> subprocess.CompletedProces
     return subprocess.run([PYTHON, "-m", "liferaft", *args, "--repo", str(repo)], env=env, capture_output=True, text=True)
 
 
+def kill_at_every_write(args: tuple[str, ...], repo: Path, after_kill: Callable[[int], None] = lambda write: None) -> int:
+    """Run ``liferaft *args`` with a crash point at write 1, 2, 3, ... until a run gets through all
+    its writes; after each kill, after_kill(write) and ``verify --read-data`` must pass. The
+    number of kills."""
+    for write in range(1, MAX_WRITES):
+        done = run(*args, repo=repo, crash_at=write)
+        if done.returncode == 0:  # this run had fewer writes: every one of them has been a crash point
+            return write - 1
+        assert done.returncode == -signal.SIGKILL, f"crash point {write}: exit {done.returncode}: {done.stderr}"
+        after_kill(write)
+        check = run("verify", "--read-data", repo=repo)
+        assert check.returncode == 0, f"after a kill before write {write}: {check.stdout}{check.stderr}"
+    raise AssertionError(f"liferaft {args[0]} was still writing after {MAX_WRITES} writes")
+
+
 def test_kill_9_at_every_write_of_a_backup(repo: Path, tmp_path: Path) -> None:
     src = tmp_path / "disk.img"
     # 160 MiB, mostly incompressible, so a run writes several packs
@@ -39,18 +55,11 @@ def test_kill_9_at_every_write_of_a_backup(repo: Path, tmp_path: Path) -> None:
             f.seek(i << 20)
             f.write(os.urandom(1 << 20))
     snapshots = len(list((repo / "snapshots").iterdir()))
-    kills = 0
-    for write in range(1, MAX_WRITES):
-        done = run("backup", "-q", str(src), repo=repo, crash_at=write)
-        if done.returncode == 0:  # this run had fewer writes: every one of them has been a crash point
-            break
-        assert done.returncode == -signal.SIGKILL, f"crash point {write}: exit {done.returncode}: {done.stderr}"
-        kills += 1
+
+    def no_snapshot_committed(write: int) -> None:
         assert len(list((repo / "snapshots").iterdir())) == snapshots, f"a snapshot committed before crash point {write}"
-        check = run("verify", "--read-data", repo=repo)
-        assert check.returncode == 0, f"after a kill before write {write}: {check.stdout}{check.stderr}"
-    else:
-        raise AssertionError(f"the backup was still writing after {MAX_WRITES} writes")
+
+    kills = kill_at_every_write(("backup", "-q", str(src)), repo, no_snapshot_committed)
     # killed before: the lease, each of at least two packs, the sync, the index delta and the sync
     # after it; from then on the packs of the killed runs dedup, and a run makes fewer writes
     assert kills >= 6, f"a backup of several packs made only {kills} writes"

@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 from pathlib import Path
 
-from tests.crash.test_kill_backup import MAX_WRITES, run
+from tests.crash.test_kill_backup import kill_at_every_write, run
 
 
 def test_kill_9_at_every_write_of_gc(repo: Path, tmp_path: Path) -> None:
@@ -21,17 +20,7 @@ def test_kill_9_at_every_write_of_gc(repo: Path, tmp_path: Path) -> None:
     listed = json.loads(run("snapshots", "--json", repo=repo).stdout)
     (repo / "snapshots" / listed[0]["id"]).unlink()  # forget a's snapshot
     assert run("gc", "-q", "--safety-margin", "0s", repo=repo).returncode == 0  # condemns
-    kills = 0
-    for write in range(1, MAX_WRITES):
-        done = run("gc", "-q", "--safety-margin", "0s", repo=repo, crash_at=write)
-        if done.returncode == 0:
-            break
-        assert done.returncode == -signal.SIGKILL, f"crash point {write}: exit {done.returncode}: {done.stderr}"
-        kills += 1
-        check = run("verify", "--read-data", repo=repo)
-        assert check.returncode == 0, f"after a kill before write {write}: {check.stdout}{check.stderr}"
-    else:
-        raise AssertionError(f"gc was still writing after {MAX_WRITES} writes")
+    kills = kill_at_every_write(("gc", "-q", "--safety-margin", "0s"), repo)
     assert kills >= 5, f"a deleting gc made only {kills} writes"
     out = tmp_path / "out.img"
     r = run("restore", "latest", str(out), "--verify", repo=repo)
