@@ -177,3 +177,30 @@ def test_dry_run_writes_nothing(repo: Repository, tmp_path: Path) -> None:
     r = gc(repo, safety_margin=0, dry_run=True)
     assert r.condemned > 0 and {str(p) for p in (tmp_path / "repo").rglob("*")} == everything
     assert os.path.isdir(tmp_path / "repo" / "packs")
+
+
+def test_a_mostly_unreferenced_pack_is_repacked_and_its_space_freed(repo: Repository, tmp_path: Path) -> None:
+    """Three quarters of a disk change between two backups; the first is forgotten. Its pack
+    still holds the unchanged quarter, so deleting garbage alone frees nothing: the live
+    quarter is copied into a new pack, and the old pack goes a run later."""
+    a = disk(tmp_path / "a.img", 32, 11)
+    liferaft.backup(repo, str(a), provider="plain")
+    rnd = __import__("random").Random(12)
+    with open(a, "r+b") as f:
+        for i in range(32):
+            if i % 4:
+                f.seek(i * CHUNK)
+                f.write(rnd.randbytes(CHUNK))
+    keep = liferaft.backup(repo, str(a), provider="plain").snapshot_id
+    repo.store.delete(names.snapshot(liferaft.list_snapshots(repo)[0].snapshot_id))
+    first = gc(repo, safety_margin=0)
+    assert first.repacked == 1 and first.repacked_bytes > 0 and first.deleted == 0
+    assert restores(repo, keep, a, tmp_path)
+    second = gc(repo, safety_margin=0)
+    assert second.deleted == 1 and second.repacked == 0
+    fresh = liferaft.init_repository(str(tmp_path / "fresh"), b"pw", chunk_size=CHUNK, cache_root=tmp_path / "c2", cost=FAST_KDF)
+    liferaft.backup(fresh, str(a), provider="plain")
+    assert size_of(tmp_path / "repo" / "packs") <= 1.1 * size_of(tmp_path / "fresh" / "packs")
+    assert restores(repo, keep, a, tmp_path)
+    check = liferaft.verify(repo, read_data=True)
+    assert check.ok and check.unreferenced_packs == 0, check.errors

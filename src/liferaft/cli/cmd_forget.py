@@ -52,11 +52,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     )
     with ctx.open() as repo:
         fates = forget(repo, policy, ctx.selection, args.dry_run)
-        collected = (
-            gc(repo, args.safety_margin.total_seconds(), progress=BarProgress(ctx.err, not args.quiet))
-            if args.prune and not args.dry_run
-            else None
-        )
+        collected = None
+        if args.prune and not args.dry_run:
+            bar = BarProgress(ctx.err, not args.quiet)
+            collected = gc(repo, args.safety_margin.total_seconds(), progress=bar, repack_below=args.repack_below)
     if ctx.json:
         render.print_json({"snapshots": [f.as_dict() for f in fates], "gc": collected.as_dict() if collected else None})
         return 0

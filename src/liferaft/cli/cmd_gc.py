@@ -10,7 +10,7 @@ from liferaft.cli import render
 from liferaft.cli.context import Context
 from liferaft.cli.render import BarProgress
 from liferaft.ops.forget import parse_duration
-from liferaft.ops.gc import SAFETY_MARGIN_S, GcResult, gc
+from liferaft.ops.gc import REPACK_BELOW, SAFETY_MARGIN_S, GcResult, gc
 
 
 def _margin(text: str) -> timedelta:
@@ -20,7 +20,21 @@ def _margin(text: str) -> timedelta:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _fraction(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not a fraction from 0 to 1")
+    return value
+
+
 def add_gc_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--repack-below",
+        type=_fraction,
+        default=REPACK_BELOW,
+        metavar="FRACTION",
+        help=f"repack packs less referenced than this (default {REPACK_BELOW:g}; 0: never), so their space can be freed",
+    )
     p.add_argument(
         "--safety-margin",
         type=_margin,
@@ -44,7 +58,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if margin == 0:
         ctx.warn("--safety-margin 0s: safe only while no backup or other run writes to this repository")
     with ctx.open() as repo:
-        r = gc(repo, margin, args.dry_run, BarProgress(ctx.err, not args.quiet))
+        r = gc(repo, margin, args.dry_run, BarProgress(ctx.err, not args.quiet), repack_below=args.repack_below)
     if ctx.json:
         render.print_json(r.as_dict())
         return 0
@@ -57,6 +71,7 @@ def print_gc(ctx: Context, r: GcResult) -> None:
     ctx.out.print(
         f"gc: {render.count(r.snapshots, 'snapshot')} reference {r.live_packs} of {render.count(r.packs, 'pack')}; "
         f"{r.deleted} {would}deleted ({render.size(r.deleted_bytes)} freed), {r.condemned} {would}condemned, "
+        f"{r.repacked} {would}repacked ({render.size(r.repacked_bytes)} copied), "
         f"{r.waiting} waiting; index deltas {r.deltas_before} -> {r.deltas_after}; {r.seconds:.1f} s",
         highlight=False,
     )

@@ -18,8 +18,11 @@ One run, holding the maintenance lease:
    earlier record condemns and that wait for it: they keep their first condemnation's time): the
    record is written before the sessions are listed into it, so any backup either is named there
    or reads the record when it starts;
-5. writes the index anew without the packs it deletes (consolidated deltas, 65 536 entries
-   each), removes the old deltas, then deletes the packs, then the records it is done with. The
+5. repacks packs that the snapshots reference little of (``repack_below``): their referenced
+   blobs are copied as they are into new packs, and the old packs are condemned;
+6. writes the index anew without the packs it deletes and the old entries of the blobs it
+   repacked (consolidated deltas, 65 536 entries each), removes the old deltas, then deletes the
+   packs, then the records it is done with. The
    lease is checked before each destructive step; a run stopped anywhere loses nothing and the
    next one carries on.
 """
@@ -29,12 +32,14 @@ from __future__ import annotations
 import os
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from liferaft.crypto.aead import Sealer
 from liferaft.errors import AppendOnly, CorruptRepository, DeleteRefused, MaintenanceAborted
-from liferaft.format import UNSTORED, ChunkId, PackId, SnapshotId
+from liferaft.format import UNSTORED, ChunkId, PackId, SnapshotId, envelope
+from liferaft.format.chunkmap import decode_piece
 from liferaft.format.condemned import CondemnedRecord
 from liferaft.format.index import Location
 from liferaft.ops.cancel import Cancel, check
@@ -42,6 +47,7 @@ from liferaft.ops.progress import NoProgress, Progress
 from liferaft.repo import condemned, names
 from liferaft.repo.image import SnapshotImage
 from liferaft.repo.index import ChunkIndex, DeltaPart, write_delta
+from liferaft.repo.packer import Packer
 from liferaft.repo.repository import Repository
 from liferaft.repo.sessions import LEASE_TERM_S, MAINTENANCE, Lease
 from liferaft.repo.writer import PART_ENTRIES
@@ -50,6 +56,10 @@ SAFETY_MARGIN_S = 3600.0
 """Condemned packs wait at least this long (and for every session live at condemnation)."""
 CHECK_EVERY = 64
 """Pack deletions between two lease checks."""
+REPACK_BELOW = 0.5
+"""A pack whose snapshots reference less than this fraction of it is repacked."""
+REPACK_MOST = 16
+"""Packs repacked in one run, at most: bounds the run's memory (a set of their chunk ids)."""
 
 
 @dataclass(slots=True)
@@ -63,6 +73,9 @@ class GcResult:
     """Of those, condemned before and not deletable yet (margin, or sessions still live)."""
     deleted: int = 0
     deleted_bytes: int = 0
+    repacked: int = 0
+    """Mostly unreferenced packs whose live blobs went into new packs (then condemned)."""
+    repacked_bytes: int = 0
     deltas_before: int = 0
     deltas_after: int = 0
     dry_run: bool = False
@@ -76,7 +89,7 @@ class GcResult:
 def require_deletes(repo: Repository, what: str) -> None:
     """Refuse what (forget, gc) before it changes anything when the store may not delete:
     a probe object is written and deleted (it stays behind where the delete is refused)."""
-    probe = names.session(os.urandom(16))
+    probe = names.probe(os.urandom(16))
     repo.store.put(probe, b"liferaft: can this repository delete?")
     try:
         repo.store.delete(probe)
@@ -86,16 +99,17 @@ def require_deletes(repo: Repository, what: str) -> None:
 
 def gc(
     repo: Repository, safety_margin: float = SAFETY_MARGIN_S, dry_run: bool = False, progress: Progress | None = None,
-    cancel: Cancel | None = None,
+    cancel: Cancel | None = None, repack_below: float = REPACK_BELOW,
 ) -> GcResult:  # fmt: skip
-    """One GC run (see the module's text). dry_run: decide and report, write nothing."""
+    """One GC run (see the module's text). dry_run: decide and report, write nothing;
+    repack_below: packs less live than this fraction are repacked (0: none)."""
     started = time.monotonic()
     sealer = Sealer(repo.master)
     if not dry_run:
         require_deletes(repo, "gc")
     lease = None if dry_run else Lease(repo.store, sealer, "gc", exclusive=(MAINTENANCE, repo.opener))
     try:
-        result = _run(repo, sealer, lease, safety_margin, dry_run, progress or NoProgress(), cancel)
+        result = _run(repo, sealer, lease, safety_margin, dry_run, progress or NoProgress(), cancel, repack_below)
     finally:
         if lease is not None:
             lease.end()
@@ -105,7 +119,7 @@ def gc(
 
 def _run(
     repo: Repository, sealer: Sealer, lease: Lease | None, margin: float, dry_run: bool, progress: Progress,
-    cancel: Cancel | None,
+    cancel: Cancel | None, repack_below: float,
 ) -> GcResult:  # fmt: skip
     store = repo.store
     result = GcResult(dry_run=dry_run)
@@ -125,31 +139,47 @@ def _run(
                     f"{len(unlisted)} packs the index names are not in the store's listing (the listing was "
                     "incomplete, or packs are missing): nothing was deleted; run `liferaft verify`"
                 )
-            live = _mark(repo, index, result, progress, cancel)
+            live, pieces = _mark(repo, index, result, progress, cancel)
             result.live_packs = len(live)
             unreferenced = {p for p in packs if p not in live}
-            sessions = {o.name: o.mtime for o in store.list(names.SESSIONS)}
+            sessions = {o.name: o.mtime for o in store.list(names.SESSIONS) if not names.leaf(o.name).startswith(names.PROBE)}
 
             def ended(name: str) -> bool:
                 return name not in sessions or now - sessions[name] > LEASE_TERM_S
 
-            ripe = [
-                c for c in records
-                if c.record.sessions is not None and now - c.mtime >= margin and all(map(ended, c.record.sessions))
-            ]  # fmt: skip
+            # a record without its sessions was left by a run killed while it wrote it: this run
+            # (which holds the lease that run held) condemns its packs anew and removes it
+            abandoned = [c for c in records if c.record.sessions is None]
+            complete = [c for c in records if c.record.sessions is not None]
+            ripe = [c for c in complete if now - c.mtime >= margin and all(map(ended, c.record.sessions or ()))]
             deletable = {p for c in ripe for p in c.record.packs if p in unreferenced}
-            waiting = {p for c in records if c not in ripe for p in c.record.packs if p in unreferenced} - deletable
+            waiting = {p for c in complete if c not in ripe for p in c.record.packs if p in unreferenced} - deletable
             condemn = {p for p in unreferenced - deletable - waiting if now - packs[p].mtime >= margin}
             result.condemned, result.waiting = len(condemn), len(waiting)
             result.deleted = len(deletable)
             result.deleted_bytes = sum(packs[p].size for p in deletable)
+            sparse = sorted(
+                (p for p in live if p in packs and now - packs[p].mtime >= margin and live[p] < repack_below * packs[p].size),
+                key=lambda p: live[p] / packs[p].size,
+            )[:REPACK_MOST]
+            result.repacked = len(sparse)
             if dry_run:
                 result.deltas_after = result.deltas_before
                 return result
             assert lease is not None
             check(cancel)
-            _condemn(repo, sealer, lease, sorted(condemn))
-            result.deltas_after = _consolidate(repo, sealer, lease, index, deltas, deletable)
+            moved: set[ChunkId] = set()
+            if sparse:  # their live blobs go into new packs first; then they are condemned like garbage
+                moved, result.repacked_bytes = _repack(repo, sealer, lease, index, pieces, set(sparse))
+            _condemn(repo, sealer, lease, sorted(condemn | set(sparse)))
+            dropped = set(sparse)
+
+            def gone(cid: ChunkId, pack: PackId) -> bool:
+                """An entry the new index leaves out: of a pack to delete, or of a blob repacked
+                (its new entry is in the repack's delta)."""
+                return pack in deletable or (pack in dropped and cid in moved)
+
+            result.deltas_after = _consolidate(repo, sealer, lease, index, deltas, gone, bool(deletable or moved))
         finally:
             index.close()
     for n, pack in enumerate(sorted(deletable)):
@@ -157,8 +187,11 @@ def _run(
             lease.check()
         store.delete(names.pack(pack))
     store.sync()
-    for c in ripe:  # done with: their packs are deleted, or referenced again
+    for c in ripe + abandoned:  # done with: their packs are deleted, referenced again, or condemned anew
         store.delete(c.name)
+    for o in store.list(names.SESSIONS):  # probes left by runs killed between their put and delete
+        if names.leaf(o.name).startswith(names.PROBE) and now - o.mtime > LEASE_TERM_S:
+            store.delete(o.name)
     store.sync()
     return result
 
@@ -169,11 +202,20 @@ def _store_now(repo: Repository) -> float:
     return max(times, default=time.time())
 
 
-def _mark(repo: Repository, index: ChunkIndex, result: GcResult, progress: Progress, cancel: Cancel | None) -> set[PackId]:
-    """The packs every snapshot references, through its map pieces (each piece once)."""
-    live: set[PackId] = set()
+def _mark(
+    repo: Repository, index: ChunkIndex, result: GcResult, progress: Progress, cancel: Cancel | None
+) -> tuple[dict[PackId, int], set[ChunkId]]:  # fmt: skip
+    """Every pack the snapshots reference, with an upper bound of the bytes of it they do (a
+    chunk that two distinct map pieces name counts twice), through their map pieces, each
+    distinct piece once; and those pieces' ids."""
+    live: dict[PackId, int] = {}
     pieces: set[ChunkId] = set()
     marked: set[SnapshotId] = set()
+
+    def mark(cid: ChunkId, sid: SnapshotId) -> None:
+        loc = _loc_of(repo, index, cid, sid)
+        live[loc.pack] = live.get(loc.pack, 0) + loc.length
+
     for _ in range(2):  # then once more: snapshots committed while the first pass marked
         fresh = [sid for sid in repo.snapshot_ids() if sid not in marked]
         progress.start("gc: mark", len(fresh))
@@ -186,29 +228,70 @@ def _mark(repo: Repository, index: ChunkIndex, result: GcResult, progress: Progr
                     raise MaintenanceAborted(f"{exc.message}: GC cannot tell what it references; nothing was deleted") from None
                 with SnapshotImage(repo, snap, index) as image:
                     for j, pid in enumerate(snap.map_pieces):
-                        live.add(_pack_of(repo, index, pid, sid))
                         if pid in pieces:
                             continue
                         pieces.add(pid)
+                        mark(pid, sid)
                         for cid in image.piece(j):
                             if cid not in UNSTORED:
-                                live.add(_pack_of(repo, index, cid, sid))
+                                mark(cid, sid)
                 marked.add(sid)
                 progress.advance(1)
         finally:
             progress.finish()
     result.snapshots = len(marked)
-    return live
+    return live, pieces
 
 
-def _pack_of(repo: Repository, index: ChunkIndex, cid: ChunkId, sid: SnapshotId) -> PackId:
+def _loc_of(repo: Repository, index: ChunkIndex, cid: ChunkId, sid: SnapshotId) -> Location:
     try:
-        return repo.locate(index, cid).pack
+        return repo.locate(index, cid)
     except CorruptRepository:
         raise MaintenanceAborted(
             f"snapshot {sid[:12]} references chunk {cid.hex()[:16]}, which no index delta holds: "
             "nothing was deleted; run `liferaft verify`"
         ) from None
+
+
+def _repack(
+    repo: Repository, sealer: Sealer, lease: Lease, index: ChunkIndex, pieces: set[ChunkId], sparse: set[PackId]
+) -> tuple[set[ChunkId], int]:  # fmt: skip
+    """Copy the blobs of sparse that a marked snapshot references into new packs (sealed as they
+    are: a blob's envelope names its session), and index them in a delta of this run: (the
+    chunks moved, the bytes copied). A chunk of theirs that only a snapshot committed since the
+    marking names keeps its old entry, so its pack stays live for the next run."""
+    entries: dict[ChunkId, Location] = {}
+    for cid, pack, offset, length, raw, flags in index.rows():
+        if pack in sparse:
+            entries[cid] = Location(pack, offset, length, raw, flags)
+    wanted: set[ChunkId] = {pid for pid in pieces if pid in entries}
+    for pid in pieces:  # which of their chunks a snapshot names, piece by piece
+        piece = decode_piece(repo.read_chunk(pid, repo.locate(index, pid), check_id=True))
+        wanted.update(cid for cid in piece if cid in entries)
+    part = DeltaPart()
+
+    def stored(located: list[tuple[ChunkId, Location]]) -> None:
+        for cid, loc in located:
+            part.add(cid, loc)
+
+    max_blob = repo.config.chunk_size + 1024 + envelope.OVERHEAD
+    packer = Packer(repo.store, sealer, repo.opener, repo.config.pack_size, max_blob, stored)
+    copied = 0
+    try:
+        for pack in sorted(sparse):
+            lease.check()
+            data = memoryview(repo.store.get(names.pack(pack)))
+            keep = sorted(((c, loc) for c, loc in entries.items() if loc.pack == pack and c in wanted), key=lambda e: e[1].offset)
+            for cid, loc in keep:
+                copied += packer.add_sealed(cid, data[loc.offset : loc.offset + loc.length], loc.raw_length, loc.flags)
+        packer.finish()
+    except BaseException:
+        packer.abort()
+        raise
+    if part.count:
+        lease.check()
+        write_delta(repo.store, sealer, f"{sealer.session_id.hex()}.repack", part)
+    return {ChunkId(c) for c in part.ids()}, copied
 
 
 def _condemn(repo: Repository, sealer: Sealer, lease: Lease, packs: list[PackId]) -> None:
@@ -218,21 +301,27 @@ def _condemn(repo: Repository, sealer: Sealer, lease: Lease, packs: list[PackId]
     name = names.condemned(sealer.session_id)
     lease.check()
     condemned.write(repo.store, sealer, name, CondemnedRecord(tuple(packs), None))
-    listed = tuple(sorted(o.name for o in repo.store.list(names.SESSIONS) if o.name not in (lease.name, MAINTENANCE)))
+    listed = tuple(
+        sorted(
+            o.name for o in repo.store.list(names.SESSIONS)
+            if o.name not in (lease.name, MAINTENANCE) and not names.leaf(o.name).startswith(names.PROBE)
+        )
+    )  # fmt: skip
     condemned.write(repo.store, sealer, name, CondemnedRecord(tuple(packs), listed))
 
 
 def _consolidate(
-    repo: Repository, sealer: Sealer, lease: Lease, index: ChunkIndex, old: list[str], dropped: set[PackId]
+    repo: Repository, sealer: Sealer, lease: Lease, index: ChunkIndex, old: list[str], gone: Callable[[ChunkId, PackId], bool],
+    dropping: bool,
 ) -> int:  # fmt: skip
-    """The index as few deltas, without the entries of the packs about to go; the old deltas
-    (those listed at the start: deltas written since stay) removed. The number of deltas after."""
-    if len(old) <= 1 and not dropped:
+    """The index as few deltas, without the entries gone() leaves out; the old deltas (those
+    listed at the start: deltas written since stay) removed. The number of deltas after."""
+    if len(old) <= 1 and not dropping:
         return len(old)
     part, written = DeltaPart(), 0
     lease.check()
     for cid, pack, offset, length, raw, flags in index.rows():
-        if pack in dropped:
+        if gone(cid, pack):
             continue
         part.add(cid, Location(pack, offset, length, raw, flags))
         if part.count >= PART_ENTRIES:

@@ -36,5 +36,14 @@ def condemned(run_id: bytes) -> str:
     return f"{CONDEMNED}/{run_id.hex()}"
 
 
+PROBE = "probe-"
+"""Session-folder objects that are no session: written and deleted to learn something of the
+store (its time, whether it deletes)."""
+
+
+def probe(token: bytes) -> str:
+    return f"{SESSIONS}/{PROBE}{token.hex()}"
+
+
 def leaf(name: str) -> str:
     return name.rsplit("/", 1)[-1]

@@ -82,8 +82,22 @@ class Packer:
 
     def add(self, cid: ChunkId, plaintext: bytes | bytearray, raw_length: int, flags: int) -> int:
         """Seal plaintext (the chunk, compressed or not) into the current pack; its stored size."""
-        self._raise_pending()
         size = envelope.OVERHEAD + len(plaintext)
+        return self._add(cid, size, raw_length, flags, lambda view: self._sealer.seal_into(plaintext, cid, view))
+
+    def add_sealed(self, cid: ChunkId, blob: bytes | memoryview, raw_length: int, flags: int) -> int:
+        """A blob sealed already (taken from another pack, as it is: GC's repack) into the
+        current pack; its size."""
+
+        def fill(view: memoryview) -> None:
+            view[:] = blob
+
+        return self._add(cid, len(blob), raw_length, flags, fill)
+
+    def _add(self, cid: ChunkId, size: int, raw_length: int, flags: int, fill: Callable[[memoryview], None]) -> int:
+        """Reserve size bytes of the current pack for a blob (under the lock), then fill them
+        (without it)."""
+        self._raise_pending()
         with self._lock:
             if self._current is None:
                 self._current = _Pack(self._take_buffer())
@@ -97,7 +111,7 @@ class Packer:
                 pack.full, self._current = True, None
         try:
             with memoryview(pack.buf) as view:
-                self._sealer.seal_into(plaintext, cid, view[offset : offset + size])
+                fill(view[offset : offset + size])
         finally:
             with self._lock:
                 pack.pending -= 1

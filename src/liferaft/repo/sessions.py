@@ -91,7 +91,7 @@ class Lease:
 
     def _store_now(self) -> float:
         """The store's time now: that of a write made for the purpose."""
-        probe = names.session(self._sealer.session_id)
+        probe = names.probe(self._sealer.session_id)
         self._store.put(probe, self._record())
         try:
             return self._store.stat(probe).mtime
