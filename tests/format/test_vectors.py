@@ -33,8 +33,8 @@ def test_records_round_trip() -> None:
     assert KeyRecord.from_bytes(records.KEY.to_bytes()) == records.KEY
     assert Envelope.from_bytes(records.ENVELOPE.to_bytes()) == records.ENVELOPE
     assert pack_fmt.decode_footer(pack_fmt.encode_footer(records.FOOTER)) == records.FOOTER
-    table = index_fmt.decode(index_fmt.encode(INDEX_MAGIC, records.INDEX), INDEX_MAGIC)
-    assert sorted(records.INDEX) == [table.location(i) for i in range(len(table.entries))]
+    packs, entries = index_fmt.rows(index_fmt.encode(INDEX_MAGIC, records.INDEX), INDEX_MAGIC)
+    assert sorted(records.INDEX) == [(cid, index_fmt.Location(packs[n], *rest)) for cid, n, *rest in entries]
     assert decode_piece(records.VECTORS["chunkmap_piece"]) == records.PIECE
     assert Snapshot.from_bytes(records.SNAPSHOT.to_bytes()) == records.SNAPSHOT
     assert SessionRecord.from_bytes(records.SESSION.to_bytes()) == records.SESSION
@@ -44,7 +44,7 @@ PARSERS: dict[str, Callable[[bytes], object]] = {
     "config": RepoConfig.from_bytes,
     "key": KeyRecord.from_bytes,
     "pack_footer": pack_fmt.decode_footer,
-    "index_delta": lambda b: index_fmt.decode(b, INDEX_MAGIC),
+    "index_delta": lambda b: list(index_fmt.rows(b, INDEX_MAGIC)[1]),
     "chunkmap_piece": decode_piece,
     "snapshot": Snapshot.from_bytes,
     "session": SessionRecord.from_bytes,

@@ -41,28 +41,16 @@ class Location:
     flags: int
 
 
-@dataclass(frozen=True, slots=True)
-class IndexTable:
-    """A parsed index body: pack ids, then entries sorted by chunk id."""
-
-    packs: tuple[PackId, ...]
-    entries: tuple[tuple[ChunkId, int, int, int, int, int], ...]
-
-    def location(self, i: int) -> tuple[ChunkId, Location]:
-        cid, pack_no, offset, length, raw, flags = self.entries[i]
-        return cid, Location(self.packs[pack_no], offset, length, raw, flags)
-
-
 def encode(magic: bytes, items: Iterable[tuple[ChunkId, Location]]) -> bytes:
     """Index body for items (any order; duplicates keep the first)."""
     packs: dict[PackId, int] = {}
-    rows: dict[ChunkId, tuple[int, int, int, int, int]] = {}
+    entries = bytearray()
+    seen: set[ChunkId] = set()
     for cid, loc in items:
-        pack_no = packs.setdefault(loc.pack, len(packs))
-        rows.setdefault(cid, (pack_no, loc.offset, loc.length, loc.raw_length, loc.flags))
-    out = [HEADER.pack(magic, len(packs), len(rows)), *packs]
-    out += [ENTRY.pack(cid, *rows[cid]) for cid in sorted(rows)]
-    return b"".join(out)
+        if cid not in seen:
+            seen.add(cid)
+            entries += ENTRY.pack(cid, packs.setdefault(loc.pack, len(packs)), loc.offset, loc.length, loc.raw_length, loc.flags)
+    return encode_packed(magic, list(packs), entries)
 
 
 def encode_packed(magic: bytes, packs: Sequence[PackId], entries: bytes | bytearray) -> bytes:
@@ -120,22 +108,3 @@ def rows(data: bytes, magic: bytes) -> tuple[tuple[PackId, ...], Iterator[tuple[
             yield ChunkId(cid), pack_no, offset, length, raw, flags
 
     return packs, entries()
-
-
-def decode(data: bytes, magic: bytes) -> IndexTable:
-    npacks, _ = header(data, magic)
-    base = HEADER.size
-    packs = tuple(PackId(data[base + i * ID_SIZE : base + (i + 1) * ID_SIZE]) for i in range(npacks))
-    start = base + npacks * ID_SIZE
-    entries = tuple(ENTRY.iter_unpack(data[start:]))
-    previous = b""
-    for cid, pack_no, *_ in entries:
-        check(pack_no < npacks, "index: pack number out of range")
-        if cid <= previous:
-            raise FormatError("index: entries not sorted")
-        previous = cid
-    return IndexTable(packs, entries)
-
-
-def entries_from(table: IndexTable) -> Sequence[tuple[ChunkId, Location]]:
-    return [table.location(i) for i in range(len(table.entries))]

@@ -209,10 +209,6 @@ def write_delta(store: Store, sealer: Sealer, delta_id: str, part: DeltaPart) ->
     return name
 
 
-def load_delta(store: Store, opener: Opener, name: str) -> list[Row]:
-    return list(_Delta(store, opener, name).rows())
-
-
 def _write_cache(path: Path, rows: Iterator[Row], deltas: frozenset[str]) -> None:
     """Write sorted rows (duplicates dropped) as a cache file holding deltas, streaming entries
     via a temporary file; it replaces the old cache whole."""
