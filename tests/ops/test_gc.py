@@ -41,6 +41,17 @@ def restores(repo: Repository, sid: str, want: Path, tmp_path: Path) -> bool:
     return out.read_bytes() == want.read_bytes()
 
 
+def assert_reclaimed(repo: Repository, keep: str, src: Path, tmp_path: Path) -> None:
+    """The repository holds at most 10% more than a fresh one holding only src's backup, keep
+    restores as src, and verify --read-data finds every pack referenced and intact."""
+    fresh = liferaft.init_repository(str(tmp_path / "fresh"), b"pw", chunk_size=CHUNK, cache_root=tmp_path / "c2", cost=FAST_KDF)
+    liferaft.backup(fresh, str(src), provider="plain")
+    assert size_of(tmp_path / "repo" / "packs") <= 1.1 * size_of(tmp_path / "fresh" / "packs")
+    assert restores(repo, keep, src, tmp_path)
+    check = liferaft.verify(repo, read_data=True)
+    assert check.ok and check.unreferenced_packs == 0, check.errors
+
+
 class At:
     """Progress that runs `action` once, when `after` bytes were reported."""
 
@@ -78,12 +89,7 @@ def test_forget_then_gc_twice_reclaims_the_space(repo: Repository, tmp_path: Pat
     second = gc(repo, safety_margin=0)
     assert second.deleted == first.condemned and second.condemned == 0
     assert second.deltas_after == 1
-    fresh = liferaft.init_repository(str(tmp_path / "fresh"), b"pw", chunk_size=CHUNK, cache_root=tmp_path / "c2", cost=FAST_KDF)
-    liferaft.backup(fresh, str(b), provider="plain")
-    assert size_of(tmp_path / "repo" / "packs") <= 1.1 * size_of(tmp_path / "fresh" / "packs")
-    assert restores(repo, keep, b, tmp_path)
-    check = liferaft.verify(repo, read_data=True)
-    assert check.ok and check.unreferenced_packs == 0, check.errors
+    assert_reclaimed(repo, keep, b, tmp_path)
     assert files(tmp_path / "repo", "condemned") == set()
 
 
@@ -198,9 +204,4 @@ def test_a_mostly_unreferenced_pack_is_repacked_and_its_space_freed(repo: Reposi
     assert restores(repo, keep, a, tmp_path)
     second = gc(repo, safety_margin=0)
     assert second.deleted == 1 and second.repacked == 0
-    fresh = liferaft.init_repository(str(tmp_path / "fresh"), b"pw", chunk_size=CHUNK, cache_root=tmp_path / "c2", cost=FAST_KDF)
-    liferaft.backup(fresh, str(a), provider="plain")
-    assert size_of(tmp_path / "repo" / "packs") <= 1.1 * size_of(tmp_path / "fresh" / "packs")
-    assert restores(repo, keep, a, tmp_path)
-    check = liferaft.verify(repo, read_data=True)
-    assert check.ok and check.unreferenced_packs == 0, check.errors
+    assert_reclaimed(repo, keep, a, tmp_path)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import itertools
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,9 +63,17 @@ def verify(
         try:
             sids = [select(repo, name)] if name else repo.snapshot_ids()
             needed: dict[PackId, int] = {}
+            relisted = False
+
+            def relist() -> bool:
+                """List the deltas again, once a run: a damaged repository misses many chunks."""
+                nonlocal relisted
+                relisted, first = True, not relisted
+                return first and index.refresh()
+
             for sid in sids:
                 check(cancel)
-                _check_snapshot(repo, index, sid, needed, result)
+                _check_snapshot(repo, index, sid, needed, result, relist)
             _check_pack_sizes(repo, needed, result)
             stored = {names.leaf(o.name) for o in repo.store.list(names.PACKS)}
             indexed = {p.hex() for p in index.packs()}
@@ -78,8 +87,9 @@ def verify(
 
 
 def _check_snapshot(
-    repo: Repository, index: ChunkIndex, sid: SnapshotId, needed: dict[PackId, int], result: VerifyResult
-) -> None:
+    repo: Repository, index: ChunkIndex, sid: SnapshotId, needed: dict[PackId, int], result: VerifyResult,
+    relist: Callable[[], bool],
+) -> None:  # fmt: skip
     try:
         snap = repo.load_snapshot(sid)
         with SnapshotImage(repo, snap, index) as image:
@@ -87,7 +97,7 @@ def _check_snapshot(
                 if cid in UNSTORED:
                     continue
                 loc = index.lookup(cid)
-                if loc is None and index.refresh():  # list again: the first listing may have lagged
+                if loc is None and relist():  # the first listing may have lagged
                     loc = index.lookup(cid)
                 if loc is None:
                     result.errors.append(f"snapshot {sid[:12]}: chunk {cid.hex()[:16]} is not in the index")

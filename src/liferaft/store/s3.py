@@ -22,7 +22,7 @@ from typing import Any
 
 import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
-from botocore.exceptions import BotoCoreError, ClientError, EndpointConnectionError, SSLError  # type: ignore[import-untyped]
+from botocore.exceptions import BotoCoreError, ClientError, SSLError  # type: ignore[import-untyped]
 
 from liferaft.errors import DeleteRefused, ObjectMissing, StoreError, StoreTransient
 from liferaft.store.base import Capabilities, ObjectInfo, check_name
@@ -44,6 +44,13 @@ TRANSIENT_CODES = frozenset(
 )
 MISSING_CODES = frozenset({"NoSuchKey", "404", "NotFound"})
 CREDENTIAL_CODES = frozenset({"InvalidAccessKeyId", "SignatureDoesNotMatch", "AccessDenied", "403"})
+EXISTS_CODES = frozenset({"PreconditionFailed", "412", "ConditionalRequestConflict"})
+Failure = (ClientError, BotoCoreError)
+
+
+def _code(exc: Exception) -> str:
+    """The S3 error code of a failed request ('NoSuchKey', '404', ...); '' for a network error."""
+    return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
 
 
 def _client(endpoint: str | None) -> Any:
@@ -76,10 +83,10 @@ class S3Store:
         return f"{self.prefix}/{check_name(name)}" if self.prefix else check_name(name)
 
     def _fail(self, exc: Exception, what: str, name: str = "") -> StoreError:
+        """The StoreError for a failed request (botocore's ClientError or BotoCoreError)."""
         if isinstance(exc, ClientError):
-            err = exc.response.get("Error", {})
-            code = str(err.get("Code", ""))
-            message = str(err.get("Message") or code)
+            code = _code(exc)
+            message = str(exc.response.get("Error", {}).get("Message") or code)
             if code in MISSING_CODES and name:
                 return ObjectMissing(name=name)
             if code == "NoSuchBucket":
@@ -96,23 +103,19 @@ class S3Store:
             return StoreError(f"{what}: {code} ({message})")
         if isinstance(exc, SSLError):
             return StoreError(f"{what}: TLS failed ({exc}): for a private CA, point AWS_CA_BUNDLE at its certificate")
-        if isinstance(exc, EndpointConnectionError | BotoCoreError):
-            return StoreTransient(detail=f"{what}: {exc}")
-        raise exc
+        return StoreTransient(detail=f"{what}: {exc}")  # no answer: connection refused or lost, a timeout
 
     def prepare(self) -> None:
         """Create the bucket if it does not exist (liferaft init)."""
         try:
             self._s3.head_bucket(Bucket=self.bucket)
             return
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) not in ("404", "NoSuchBucket", "NotFound"):
+        except Failure as exc:
+            if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                 raise self._fail(exc, f"checking the bucket {self.bucket}") from None
-        except BotoCoreError as exc:
-            raise self._fail(exc, f"checking the bucket {self.bucket}") from None
         try:
             self._s3.create_bucket(Bucket=self.bucket)
-        except (ClientError, BotoCoreError) as exc:
+        except Failure as exc:
             raise self._fail(exc, f"creating the bucket {self.bucket}") from None
 
     def _put(self, name: str, data: bytes | bytearray | memoryview, **extra: str) -> None:
@@ -123,17 +126,15 @@ class S3Store:
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         try:
             self._put(name, data)
-        except (ClientError, BotoCoreError) as exc:
+        except Failure as exc:
             raise self._fail(exc, f"writing {name}") from None
 
     def create(self, name: str, data: bytes) -> bool:
         try:
             self._put(name, data, IfNoneMatch="*")
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in ("PreconditionFailed", "412", "ConditionalRequestConflict"):
+        except Failure as exc:
+            if _code(exc) in EXISTS_CODES:
                 return False
-            raise self._fail(exc, f"creating {name}") from None
-        except BotoCoreError as exc:
             raise self._fail(exc, f"creating {name}") from None
         return True
 
@@ -143,7 +144,7 @@ class S3Store:
     def get(self, name: str) -> bytes:
         try:
             data: bytes = self._s3.get_object(Bucket=self.bucket, Key=self._key(name))["Body"].read()
-        except (ClientError, BotoCoreError) as exc:
+        except Failure as exc:
             raise self._fail(exc, f"reading {name}", name) from None
         return data
 
@@ -154,12 +155,10 @@ class S3Store:
         try:
             reply = self._s3.get_object(Bucket=self.bucket, Key=self._key(name), Range=f"bytes={offset}-{offset + length - 1}")
             data: bytes = reply["Body"].read()
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) == "InvalidRange":
-                raise StoreError(f"{name} is shorter than expected ({offset}+{length} bytes)") from None
-            raise self._fail(exc, f"reading {name}", name) from None
-        except BotoCoreError as exc:
-            raise self._fail(exc, f"reading {name}", name) from None
+        except Failure as exc:
+            if _code(exc) != "InvalidRange":
+                raise self._fail(exc, f"reading {name}", name) from None
+            data = b""
         if len(data) != length:
             raise StoreError(f"{name} is shorter than expected ({offset}+{length} bytes)")
         return data
@@ -167,18 +166,16 @@ class S3Store:
     def stat(self, name: str) -> ObjectInfo:
         try:
             head = self._s3.head_object(Bucket=self.bucket, Key=self._key(name))
-        except (ClientError, BotoCoreError) as exc:
+        except Failure as exc:
             raise self._fail(exc, f"reading {name}", name) from None
         return ObjectInfo(name, int(head["ContentLength"]), float(int(head["LastModified"].timestamp())))
 
     def delete(self, name: str) -> None:
         try:
             self._s3.delete_object(Bucket=self.bucket, Key=self._key(name))
-        except ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) == "AccessDenied":
+        except Failure as exc:
+            if _code(exc) == "AccessDenied":
                 raise DeleteRefused(name=name) from None  # append-only credentials, or a lock
-            raise self._fail(exc, f"deleting {name}") from None
-        except BotoCoreError as exc:
             raise self._fail(exc, f"deleting {name}") from None
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
@@ -188,7 +185,7 @@ class S3Store:
             for page in self._s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=base):
                 for obj in page.get("Contents", []):
                     yield ObjectInfo(obj["Key"][cut:], int(obj["Size"]), float(int(obj["LastModified"].timestamp())))
-        except (ClientError, BotoCoreError) as exc:
+        except Failure as exc:
             raise self._fail(exc, f"listing {prefix}") from None
 
     def close(self) -> None:
