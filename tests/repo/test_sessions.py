@@ -12,10 +12,11 @@ import pytest
 from liferaft.crypto.aead import Sealer
 from liferaft.errors import LeaseHeld, LeaseLost
 from liferaft.format import ChunkId
+from liferaft.format.settings import LEASE_TERM_S, RepoSettings
 from liferaft.format.snapshot import Snapshot
 from liferaft.repo import names
 from liferaft.repo.repository import Repository
-from liferaft.repo.sessions import LEASE_TERM_S, MAINTENANCE, Lease
+from liferaft.repo.sessions import MAINTENANCE, Lease, lapsed
 from liferaft.repo.writer import BackupWriter
 from liferaft.store.memory import MemoryStore
 from tests.conftest import FAST_KDF
@@ -109,3 +110,19 @@ def test_one_maintenance_lease_at_a_time_and_a_lapsed_one_is_taken_over(tmp_path
     second.end()
     first.end()
     assert list(repo.store.list(names.SESSIONS)) == []
+
+
+def test_a_shorter_term_set_later_does_not_shorten_a_running_sessions(tmp_path: Path) -> None:
+    clock = Clock()
+    repo = _repo(tmp_path, clock)
+    writer = _writer_with_data(repo)  # holds the default term of 600 s, and says so in its record
+    repo.save_settings(RepoSettings(lease_term_s=10))
+    name = names.session(writer.sealer.session_id)
+    assert not lapsed(repo.store, repo.opener, name, 100, 10)  # GC under the new term waits for its own
+    assert lapsed(repo.store, repo.opener, name, LEASE_TERM_S + 1, 10)
+    assert lapsed(repo.store, repo.opener, "sessions/" + "00" * 16, 11, 10)  # gone or unreadable: the term given
+    clock.now += 100
+    writer.commit(_snapshot())  # within its own term
+    short = BackupWriter(repo, repo.open_index(), "backup /dev/y")
+    assert short.lease.term_s == 10 and short.lease.renew_s == 1  # a run started now holds the new one
+    short.abort()

@@ -58,6 +58,16 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
         help=f"write-trace ring buffer per CPU (default {DEFAULTS.trace_buffer_kb})",
     )
     p.add_argument("--all-blocks", action="store_true", help="image every byte, free filesystem blocks too (bit-exact)")
+    p.add_argument(
+        "--host", metavar="NAME", help="the host name the snapshot records (default: this machine's; forget groups by it)"
+    )
+    p.add_argument(
+        "--lock-days",
+        type=render.positive(float),
+        metavar="N",
+        help="S3 Object Lock: the server refuses to delete what this backup writes for N days "
+        "(default: the repository's setting)",
+    )
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
@@ -73,7 +83,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             frozen_memory=render.parse_size(args.freeze_memory) if args.freeze_memory else DEFAULTS.frozen_memory,
         )
         bar = BarProgress(ctx.err, not args.quiet)
-        r = backup(repo, args.source, args.provider, bar, all_blocks=args.all_blocks, live=options)
+        lock_s = args.lock_days * 86400 if args.lock_days is not None else None
+        r = backup(repo, args.source, args.provider, bar, all_blocks=args.all_blocks, live=options, host=args.host, lock_s=lock_s)
     if ctx.json:
         render.print_json(r.as_dict())
         return 0

@@ -26,7 +26,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _to_password(args: argparse.Namespace) -> bytes:
-    pw = read_password(args.to_password_file, "LIFERAFT_TO_PASSWORD", "destination repository password: ")
+    pw = read_password(args.to_password_file, "LIFERAFT_TO", "destination repository password: ")
     if pw is None:
         raise NoPassword("for the destination: use --to-password-file or LIFERAFT_TO_PASSWORD")
     return pw

@@ -3,21 +3,14 @@
 from __future__ import annotations
 
 import argparse
-from datetime import timedelta
 from typing import Any
 
 from liferaft.cli import render
+from liferaft.cli.cmd_settings import duration_arg
 from liferaft.cli.context import Context
 from liferaft.cli.render import BarProgress
-from liferaft.ops.forget import parse_duration
-from liferaft.ops.gc import REPACK_BELOW, SAFETY_MARGIN_S, GcResult, gc
-
-
-def _margin(text: str) -> timedelta:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from liferaft.format.settings import SAFETY_MARGIN_S
+from liferaft.ops.gc import REPACK_BELOW, GcResult, gc
 
 
 def _fraction(text: str) -> float:
@@ -37,10 +30,10 @@ def add_gc_options(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--safety-margin",
-        type=_margin,
-        default=timedelta(seconds=SAFETY_MARGIN_S),
+        type=duration_arg,
         metavar="DURATION",
-        help=f"a condemned pack is deleted by a later run at least this long after (default {SAFETY_MARGIN_S / 3600:g}h); "
+        help="for this run: a condemned pack is deleted by a later run at least this long after (default: the "
+        f"repository's setting, {SAFETY_MARGIN_S / 3600:g}h unless changed with 'liferaft settings'); "
         "0s is safe only while nothing else writes to the repository",
     )
 
@@ -53,10 +46,18 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace, ctx: Context) -> int:
-    margin = args.safety_margin.total_seconds()
+def margin_of(args: argparse.Namespace, ctx: Context) -> float | None:
+    """The one-run --safety-margin in seconds (None: the repository's setting), warned about at 0."""
+    if args.safety_margin is None:
+        return None
+    margin: float = args.safety_margin.total_seconds()
     if margin == 0:
         ctx.warn("--safety-margin 0s: safe only while no backup or other run writes to this repository")
+    return margin
+
+
+def run(args: argparse.Namespace, ctx: Context) -> int:
+    margin = margin_of(args, ctx)
     with ctx.open() as repo:
         r = gc(repo, margin, args.dry_run, BarProgress(ctx.err, not args.quiet), repack_below=args.repack_below)
     if ctx.json:
@@ -76,6 +77,10 @@ def print_gc(ctx: Context, r: GcResult) -> None:
         highlight=False,
     )
     if r.condemned and not r.dry_run:
-        ctx.note("condemned packs are deleted by a later gc run, once the safety margin has passed")
+        margin = render.duration(r.margin)
+        ctx.note(f"condemned packs are deleted by a later gc run, once the safety margin ({margin}) has passed")
+    if r.locked:
+        until = render.moment(r.locked_until) if r.locked_until else "their date"
+        ctx.note(f"{render.count(r.locked, 'pack')} are under Object Lock until {until}: kept; a gc run after that deletes them")
     for note in r.notes:
         ctx.warn(note)

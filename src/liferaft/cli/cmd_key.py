@@ -27,7 +27,7 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def _new_password(args: argparse.Namespace) -> bytes:
-    pw = read_password(args.new_password_file, "LIFERAFT_NEW_PASSWORD", "new password: ", confirm=True)
+    pw = read_password(args.new_password_file, "LIFERAFT_NEW", "new password: ", new=True)
     if pw is None:
         raise NoPassword("for the new key: use --new-password-file or LIFERAFT_NEW_PASSWORD")
     return pw

@@ -25,12 +25,22 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         render.print_json([r.as_dict() for r in rows])
     else:
+        short = render.short_ids([r.snapshot_id for r in rows])
         render.table(
             ctx.out,
-            ["id", "time", "host", "source", "provider", "size", "new", "stored"],
+            [
+                render.Column("id"),
+                render.Column("time"),
+                render.Column("host", drop=1),
+                render.Column("source", wrap=True),
+                render.Column("provider", drop=3),
+                render.Column("size", right=True),
+                render.Column("new", right=True, drop=2),
+                render.Column("stored", right=True, drop=4),
+            ],
             [
                 [
-                    r.snapshot_id[:12],
+                    short[r.snapshot_id],
                     r.time[:19].replace("T", " "),
                     r.hostname,
                     r.source,
@@ -42,7 +52,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 for r in rows
             ],
         )
-        ctx.out.print(render.count(len(rows), "snapshot"))
+        ctx.out.print(render.count(len(rows), "snapshot"), highlight=False)
     for message in damaged:  # the readable ones are listed all the same
         ctx.warn(message)
     if damaged:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,7 @@ from liferaft.format import SnapshotId
 from liferaft.ops.repository import Defaults, open_default, open_repository
 from liferaft.ops.snapshots import Selection, select
 from liferaft.repo.repository import Repository
+from liferaft.store.open import local_folder
 
 
 def add_selection(p: argparse.ArgumentParser) -> None:
@@ -26,22 +28,48 @@ def add_selection(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", metavar="NAME", help="only snapshots taken on this host")
 
 
-def read_password(file: str | None, env: str, prompt: str, confirm: bool = False) -> bytes | None:
-    """A password from file, else the environment variable env, else a prompt on a terminal
-    (twice with confirm); None if none of them gives one."""
+def given_password(file: str | None, prefix: str) -> bytes | None:
+    """A password given without asking: from file, else ``{prefix}_PASSWORD_FILE``, else
+    ``{prefix}_PASSWORD_COMMAND`` (its output, run by the shell), else ``{prefix}_PASSWORD``."""
+    file = file or os.environ.get(f"{prefix}_PASSWORD_FILE") or None
     if file:
         try:
             return Path(file).read_bytes().rstrip(b"\r\n")
         except OSError as exc:
             raise UsageError(f"cannot read the password file {file}: {exc.strerror}") from None
-    if env in os.environ:
-        return os.environ[env].encode()
-    if sys.stdin.isatty():
-        first = getpass.getpass(prompt)
-        if confirm and getpass.getpass("again: ") != first:
-            raise UsageError("the passwords differ")
-        return first.encode()
+    command = os.environ.get(f"{prefix}_PASSWORD_COMMAND")
+    if command:
+        done = subprocess.run(command, shell=True, capture_output=True)
+        if done.returncode != 0:
+            why = done.stderr.decode(errors="replace").strip().splitlines()[-1:] or [f"exit {done.returncode}"]
+            raise UsageError(f"{prefix}_PASSWORD_COMMAND failed: {why[0]}")
+        return done.stdout.rstrip(b"\r\n")
+    if f"{prefix}_PASSWORD" in os.environ:
+        return os.environ[f"{prefix}_PASSWORD"].encode()
     return None
+
+
+def ask_password(prompt: str, new: bool = False) -> bytes | None:
+    """A prompt on a terminal (None elsewhere); a new password is asked twice and may not be empty."""
+    if not sys.stdin.isatty():
+        return None
+    first = getpass.getpass(prompt)
+    if new:
+        if not first:
+            raise UsageError("an empty password is refused: choose one (or give none, for the default repository)")
+        if getpass.getpass("the same again: ") != first:
+            raise UsageError("the passwords differ")
+    return first.encode()
+
+
+def read_password(file: str | None, prefix: str, prompt: str, new: bool = False) -> bytes | None:
+    """given_password, else ask_password; None if neither gives one. A new one may not be empty."""
+    pw = given_password(file, prefix)
+    if pw is None:
+        return ask_password(prompt, new)
+    if new and not pw:
+        raise UsageError(f"an empty password is refused (the one given by --password-file or {prefix}_PASSWORD*)")
+    return pw
 
 
 @dataclass
@@ -80,27 +108,44 @@ class Context:
             self.warn(f"{message}; it was left out of 'latest'")
         return sid
 
-    def password(self, prompt: str = "repository password: ", confirm: bool = False) -> bytes | None:
-        """From --password-file, LIFERAFT_PASSWORD, or a prompt on a terminal; None if none."""
-        return read_password(self.args.password_file, "LIFERAFT_PASSWORD", prompt, confirm)
+    @property
+    def default_named(self) -> bool:
+        """Whether the repository meant is the embedded default (no --repo, or --repo naming it)."""
+        location = self.location
+        return (
+            location is None or (local_folder(location) or Path("/nonexistent")).absolute() == self.defaults.repository.absolute()
+        )
 
-    def require_password(self, prompt: str = "repository password: ", confirm: bool = False) -> bytes:
-        pw = self.password(prompt, confirm)
+    def password(self, prompt: str = "repository password: ", new: bool = False) -> bytes | None:
+        """From --password-file, LIFERAFT_PASSWORD_FILE / _COMMAND / LIFERAFT_PASSWORD, or a
+        prompt on a terminal; None if none."""
+        return read_password(self.args.password_file, "LIFERAFT", prompt, new)
+
+    def require_password(self, prompt: str = "repository password: ", new: bool = False) -> bytes:
+        pw = self.password(prompt, new)
         if pw is None:
             raise NoPassword()
         return pw
 
     def open(self, create_default: bool = False) -> Repository:
-        """The repository named by --repo / LIFERAFT_REPO, else the embedded default."""
-        if self.location:
-            return open_repository(self.location, self.require_password())
-        given = self.password()
+        """The repository named by --repo / LIFERAFT_REPO, else the embedded default. Where the
+        location holds no repository, that is said before any password is asked for."""
+        if not self.default_named:
+            assert self.location is not None
+            return open_repository(self.location, self.require_password)
+        given = given_password(self.args.password_file, "LIFERAFT")
+        if given is None and not self.defaults.password_file.exists() and (self.defaults.repository / "config").exists():
+            given = ask_password(f"password of {self.defaults.repository} (its password file is gone): ")
         repo, created = open_default(self.defaults, given, create_default)
         if created:
-            where = "the password you gave" if given is not None else f"a new password, kept in {self.defaults.password_file}"
-            self.err.print(
-                f"created the default repository at {self.defaults.repository}, opened by {where}: "
-                "keep a copy of that password elsewhere, without it these backups cannot be restored",
-                highlight=False,
-            )
+            self.announce_default(given is not None)
         return repo
+
+    def announce_default(self, given: bool) -> None:
+        where = "the password you gave" if given else f"a new password, kept in {self.defaults.password_file}"
+        self.err.print(
+            f"created the default repository at {self.defaults.repository}, opened by {where}: "
+            "keep a copy of that password elsewhere, without it these backups cannot be restored",
+            highlight=False,
+            markup=False,
+        )

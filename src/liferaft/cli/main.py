@@ -20,6 +20,7 @@ from liferaft.cli import (
     cmd_init,
     cmd_key,
     cmd_restore,
+    cmd_settings,
     cmd_show,
     cmd_snapshots,
     cmd_track,
@@ -40,6 +41,7 @@ COMMANDS = [
     cmd_copy,
     cmd_forget,
     cmd_gc,
+    cmd_settings,
     cmd_key,
     cmd_track,
 ]
@@ -51,10 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--repo",
         "-r",
         metavar="LOCATION",
-        help="repository (a folder); default: $LIFERAFT_REPO, else the embedded default repository",
+        help="repository (a folder, or s3://bucket/prefix); default: $LIFERAFT_REPO, else the embedded default repository",
     )
     common.add_argument(
-        "--password-file", metavar="FILE", help="read the password from FILE (else $LIFERAFT_PASSWORD, else a prompt)"
+        "--password-file",
+        metavar="FILE",
+        help="read the password from FILE (else $LIFERAFT_PASSWORD_FILE, the output of "
+        "$LIFERAFT_PASSWORD_COMMAND, $LIFERAFT_PASSWORD; for the default repository its generated "
+        "password file; else a prompt)",
     )
     common.add_argument("--quiet", "-q", action="store_true", help="no progress bar")
     parser = argparse.ArgumentParser(prog="liferaft", description="Live disk-image backup and disaster recovery.")

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-from rich.table import Table
 
 from liferaft.errors import UsageError
 
@@ -22,6 +24,23 @@ def size(n: float) -> str:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
         n /= 1024
     raise AssertionError
+
+
+def duration(seconds: float) -> str:
+    """'45s', '90m', '1h', '1d 12h': the largest whole units, at most two."""
+    left, parts = round(seconds), list[str]()
+    for unit, length in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if left >= length or (unit == "s" and not parts):
+            parts.append(f"{left // length}{unit}")
+            left %= length
+        if len(parts) == 2:
+            break
+    return " ".join(parts)
+
+
+def moment(ts: float) -> str:
+    """A Unix time as '2026-12-02 04:30 UTC'."""
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def count(n: int, noun: str, plural: str | None = None) -> str:
@@ -58,13 +77,95 @@ def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
-def table(console: Console, columns: list[str], rows: list[list[str]], title: str | None = None) -> None:
-    t = Table(title=title, box=None, header_style="bold")
-    for c in columns:
-        t.add_column(c, justify="right" if c in {"size", "new", "stored"} else "left")
-    for r in rows:
-        t.add_row(*r)
-    console.print(t)
+@dataclass(frozen=True, slots=True)
+class Column:
+    """A table column. drop: columns are left out to fit the width, highest first (0: never);
+    wrap: its cells wrap onto more lines rather than widen the table (never cut)."""
+
+    name: str
+    right: bool = False
+    drop: int = 0
+    wrap: bool = False
+
+
+def width_limit(console: Console) -> int | None:
+    """The width a table must fit: the terminal's, or $COLUMNS; none for a pipe or a file."""
+    if os.environ.get("COLUMNS", "").isdigit():
+        return int(os.environ["COLUMNS"])
+    return console.size.width if console.is_terminal else None
+
+
+def table(console: Console, columns: Sequence[Column | str], rows: list[list[str]]) -> None:
+    """Plain aligned text (fast for thousands of rows). To fit the width, optional columns are
+    left out and wrapping ones wrap; no cell is ever cut, so what a user must type stays whole."""
+    cols = [c if isinstance(c, Column) else Column(c, right=c in {"size", "new", "stored", "used"}) for c in columns]
+    keep = list(range(len(cols)))
+    widths = [max([len(c.name), *(len(r[i]) for r in rows)]) for i, c in enumerate(cols)]
+    limit = width_limit(console)
+
+    def total() -> int:
+        return sum(widths[i] for i in keep) + 2 * (len(keep) - 1)
+
+    wraps = [i for i in keep if cols[i].wrap]
+
+    def shrink(least: int) -> None:
+        """Narrow the wrapping columns, down to least each, until the table fits."""
+        for i in wraps:
+            if limit is not None and total() > limit:
+                widths[i] = max(len(cols[i].name), least, widths[i] - (total() - limit), min(widths[i], least))
+
+    dropped = []
+    for least in (WRAP_AT_LEAST, WRAP_AT_MOST):
+        shrink(least)
+        while limit is not None and total() > limit and any(cols[i].drop for i in keep):
+            worst = max((i for i in keep if cols[i].drop), key=lambda i: cols[i].drop)
+            keep.remove(worst)
+            dropped.append(cols[worst].name)
+            for i in wraps:  # room again: as wide as it fits
+                widths[i] = max([len(cols[i].name), *(len(r[i]) for r in rows)])
+            shrink(least)
+    lines = []
+    for cells in [[c.name for c in cols], *rows]:
+        parts = {i: _wrap(cells[i], widths[i]) for i in keep}
+        for n in range(max(len(p) for p in parts.values())):
+            line = []
+            for i in keep:
+                text = parts[i][n] if n < len(parts[i]) else ""
+                line.append(text.rjust(widths[i]) if cols[i].right else text.ljust(widths[i]))
+            lines.append("  ".join(line).rstrip())
+    if dropped:
+        lines.append(f"(left out to fit {limit} columns: {', '.join(reversed(dropped))}; --json has everything)")
+    console.file.write("\n".join(lines) + "\n")
+
+
+WRAP_AT_LEAST = 28
+"""A wrapping column narrows to this before optional columns are left out..."""
+WRAP_AT_MOST = 12
+"""... and to this after."""
+
+
+def _wrap(text: str, width: int) -> list[str]:
+    """text in lines of at most width, broken after a '/' where one is near the end of a line."""
+    lines = []
+    while len(text) > width:
+        cut = text.rfind("/", width // 2, width) + 1 or width
+        lines.append(text[:cut])
+        text = text[cut:]
+    return [*lines, text]
+
+
+def short_ids(ids: list[str], least: int = 8) -> dict[str, str]:
+    """Each id's shortest prefix of at least ``least`` characters that no other id shares: what
+    tables show, and what a user may type."""
+    ordered = sorted(ids)
+    short = {}
+    for n, sid in enumerate(ordered):
+        need = least
+        for other in ordered[max(0, n - 1) : n] + ordered[n + 1 : n + 2]:
+            common = next((k for k, (a, b) in enumerate(zip(sid, other, strict=False)) if a != b), len(sid))
+            need = max(need, common + 1)
+        short[sid] = sid[:need]
+    return short
 
 
 LOG_EVERY_S = 60.0

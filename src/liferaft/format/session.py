@@ -19,18 +19,21 @@ class SessionRecord:
     started: float
     renewed: float
     """Unix time of the last renewal; a lease older than its term has lapsed."""
+    term: float | None = None
+    """The lease term the writer holds itself to (seconds); None: the default term."""
 
     def to_bytes(self) -> bytes:
-        return canonical.dumps(
-            {
-                "liferaft": "session",
-                "hostname": self.hostname,
-                "pid": self.pid,
-                "command": self.command,
-                "started": self.started,
-                "renewed": self.renewed,
-            }
-        )
+        obj = {
+            "liferaft": "session",
+            "hostname": self.hostname,
+            "pid": self.pid,
+            "command": self.command,
+            "started": self.started,
+            "renewed": self.renewed,
+        }
+        if self.term is not None:
+            obj["term"] = self.term
+        return canonical.dumps(obj)
 
     @classmethod
     def from_bytes(cls, data: bytes) -> SessionRecord:
@@ -42,4 +45,5 @@ class SessionRecord:
             command=canonical.field(obj, "command", str, "session"),
             started=float(canonical.field(obj, "started", (int, float), "session")),
             renewed=float(canonical.field(obj, "renewed", (int, float), "session")),
+            term=float(canonical.field(obj, "term", (int, float), "session")) if "term" in obj else None,
         )

@@ -65,11 +65,14 @@ def backup(
     all_blocks: bool = False,
     live: LiveOptions | None = None,
     cancel: Cancel | None = None,
+    host: str | None = None,
+    lock_s: float | None = None,
 ) -> BackupResult:
     """Image source into the repository. provider 'auto' takes freeze_trace when filesystems of
     the source are mounted, plain otherwise. Unless all_blocks, free filesystem blocks are
     neither read nor stored (they restore as zeros). cancel: another thread may stop the backup
-    (Interrupted, nothing committed)."""
+    (Interrupted, nothing committed). host: the host name recorded (default: this machine's);
+    lock_s: Object Lock retention of what it writes (None: the repository's setting)."""
     progress = progress or NoProgress()
     started = time.monotonic()
     options = live or LiveOptions()
@@ -87,7 +90,8 @@ def backup(
         view.settle()
         plan = make_plan(reader.read_at, reader.info.size, all_blocks, settled)
         workers = workers or default_workers()
-        im = Imager(repo, reader, progress, workers, device_readers(workers) if reader.direct else workers, cancel)
+        readers = device_readers(workers) if reader.direct else workers
+        im = Imager(repo, reader, progress, workers, readers, cancel, host=host, lock_s=lock_s)
         try:
             live_record: dict[str, Any] = {}
             if view.live:

@@ -7,22 +7,23 @@ Times are compared as times, in UTC (a snapshot records UTC with microseconds, s
 daylight-saving change moves no bucket; snapshots of the same instant are ordered by id). Each
 (host, source) is its own group, so one machine's rules never drop another's snapshots.
 
-Only snapshot objects are removed; ``gc`` reclaims what no snapshot references any more. A
+A snapshot that Object Lock still retains is kept, with the lock's date as its reason. Only
+snapshot objects are removed; ``gc`` reclaims what no snapshot references any more. A
 snapshot that cannot be read is never forgotten (its group is unknown).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from itertools import groupby
 
-from liferaft.errors import UsageError
+from liferaft.errors import DeleteRefused, UsageError
 from liferaft.format import SnapshotId
 from liferaft.format.snapshot import Snapshot
 from liferaft.ops.gc import require_deletes
-from liferaft.ops.snapshots import Selection
+from liferaft.ops.snapshots import Selection, select
 from liferaft.repo import names
 from liferaft.repo.repository import Repository
 
@@ -102,20 +103,40 @@ def decide(snapshots: list[tuple[SnapshotId, Snapshot]], policy: KeepPolicy) -> 
     return fates
 
 
-def forget(repo: Repository, policy: KeepPolicy, where: Selection = Selection(), dry_run: bool = False) -> list[Fate]:
-    """Decide, and (unless dry_run) remove the snapshots no rule keeps. Unreadable snapshots
-    are left alone."""
+def forget(
+    repo: Repository, policy: KeepPolicy, where: Selection = Selection(), dry_run: bool = False,
+    named: tuple[str, ...] = (),
+) -> list[Fate]:  # fmt: skip
+    """Decide, and (unless dry_run) remove the snapshots no rule keeps; with named snapshots
+    (ids, prefixes or 'latest'), exactly those instead. Unreadable snapshots are left alone."""
     if not dry_run:
         require_deletes(repo, "forget")
     damaged: list[str] = []
     chosen = [(sid, snap) for sid, snap in repo.snapshots(damaged) if where.matches(snap)]
-    fates = decide(chosen, policy)
-    if not dry_run:
-        for fate in fates:
-            if not fate.keep:
+    if named:
+        if not policy.empty:
+            raise UsageError("name snapshots or give --keep-* rules, not both")
+        doomed = {select(repo, n, where) for n in named}
+        fates = [
+            Fate(sid, snap.time, snap.hostname, snap.source, sid not in doomed, () if sid in doomed else ("not named",))
+            for sid, snap in chosen
+        ]
+    else:
+        fates = decide(chosen, policy)
+    if dry_run:
+        return fates
+    done = []
+    for fate in fates:
+        if not fate.keep:
+            try:
                 repo.store.delete(names.snapshot(fate.snapshot_id))
-        repo.store.sync()
-    return fates
+            except DeleteRefused:  # Object Lock retains it: kept, and said so
+                until = repo.store.stat(names.snapshot(fate.snapshot_id)).locked_until
+                shown = datetime.fromtimestamp(until, UTC).strftime("%Y-%m-%d %H:%M:%S UTC") if until else "its date"
+                fate = replace(fate, keep=True, reasons=(f"object lock until {shown}",))
+        done.append(fate)
+    repo.store.sync()
+    return done
 
 
 def parse_duration(text: str) -> timedelta:

@@ -25,6 +25,10 @@ One run, holding the maintenance lease:
    packs, then the records it is done with. The
    lease is checked before each destructive step; a run stopped anywhere loses nothing and the
    next one carries on.
+
+Object Lock: a pack or delta the server still retains is skipped and its record kept, so a run
+after the retention date deletes it; while an old delta is retained, no pack it names is
+deleted (the delta would name a missing pack). What GC writes is retained like a backup's.
 """
 
 from __future__ import annotations
@@ -37,7 +41,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from liferaft.crypto.aead import Sealer
-from liferaft.errors import AppendOnly, CorruptRepository, DeleteRefused, MaintenanceAborted
+from liferaft.errors import AppendOnly, CorruptRepository, DeleteRefused, MaintenanceAborted, ObjectMissing
 from liferaft.format import UNSTORED, ChunkId, PackId, SnapshotId, envelope
 from liferaft.format.chunkmap import decode_piece
 from liferaft.format.condemned import CondemnedRecord
@@ -49,11 +53,10 @@ from liferaft.repo.image import SnapshotImage
 from liferaft.repo.index import ChunkIndex, DeltaPart, write_delta
 from liferaft.repo.packer import Packer
 from liferaft.repo.repository import Repository
-from liferaft.repo.sessions import LEASE_TERM_S, MAINTENANCE, Lease
+from liferaft.repo.sessions import MAINTENANCE, Lease, lapsed
 from liferaft.repo.writer import PART_ENTRIES
+from liferaft.store.base import Store
 
-SAFETY_MARGIN_S = 3600.0
-"""Condemned packs wait at least this long (and for every session live at condemnation)."""
 CHECK_EVERY = 64
 """Pack deletions between two lease checks."""
 REPACK_BELOW = 0.5
@@ -78,6 +81,10 @@ class GcResult:
     repacked_bytes: int = 0
     deltas_before: int = 0
     deltas_after: int = 0
+    locked: int = 0
+    """Packs due for deletion that Object Lock still retains (deleted by a run after their date)."""
+    locked_until: float = 0.0
+    margin: float = 0.0
     dry_run: bool = False
     seconds: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -98,18 +105,24 @@ def require_deletes(repo: Repository, what: str) -> None:
 
 
 def gc(
-    repo: Repository, safety_margin: float = SAFETY_MARGIN_S, dry_run: bool = False, progress: Progress | None = None,
+    repo: Repository, safety_margin: float | None = None, dry_run: bool = False, progress: Progress | None = None,
     cancel: Cancel | None = None, repack_below: float = REPACK_BELOW,
 ) -> GcResult:  # fmt: skip
-    """One GC run (see the module's text). dry_run: decide and report, write nothing;
-    repack_below: packs less live than this fraction are repacked (0: none)."""
+    """One GC run (see the module's text). safety_margin: None for the repository's setting;
+    dry_run: decide and report, write nothing; repack_below: packs less live than this fraction
+    are repacked (0: none)."""
     started = time.monotonic()
     sealer = Sealer(repo.master)
+    settings = repo.settings()
+    margin = settings.safety_margin_s if safety_margin is None else safety_margin
     if not dry_run:
         require_deletes(repo, "gc")
-    lease = None if dry_run else Lease(repo.store, sealer, "gc", exclusive=(MAINTENANCE, repo.opener))
+    term = settings.lease_term_s
+    if settings.lock_s and not dry_run:
+        repo.store.set_lock(settings.lock_s, names.LOCKED)  # what it writes is retained like a backup's
+    lease = None if dry_run else Lease(repo.store, sealer, "gc", exclusive=(MAINTENANCE, repo.opener), term_s=term)
     try:
-        result = _run(repo, sealer, lease, safety_margin, dry_run, progress or NoProgress(), cancel, repack_below)
+        result = _run(repo, sealer, lease, margin, term, dry_run, progress or NoProgress(), cancel, repack_below)
     finally:
         if lease is not None:
             lease.end()
@@ -118,11 +131,11 @@ def gc(
 
 
 def _run(
-    repo: Repository, sealer: Sealer, lease: Lease | None, margin: float, dry_run: bool, progress: Progress,
-    cancel: Cancel | None, repack_below: float,
+    repo: Repository, sealer: Sealer, lease: Lease | None, margin: float, term: float, dry_run: bool,
+    progress: Progress, cancel: Cancel | None, repack_below: float,
 ) -> GcResult:  # fmt: skip
     store = repo.store
-    result = GcResult(dry_run=dry_run)
+    result = GcResult(dry_run=dry_run, margin=margin)
     now = lease.stamp if lease is not None else _store_now(repo)
     records = condemned.load_all(store, repo.opener, result.notes)
     with tempfile.TemporaryDirectory(prefix="liferaft-gc-") as tmp:
@@ -145,7 +158,7 @@ def _run(
             sessions = {o.name: o.mtime for o in store.list(names.SESSIONS) if not names.leaf(o.name).startswith(names.PROBE)}
 
             def ended(name: str) -> bool:
-                return name not in sessions or now - sessions[name] > LEASE_TERM_S
+                return name not in sessions or lapsed(store, repo.opener, name, now - sessions[name], term)
 
             # a record without its sessions was left by a run killed while it wrote it: this run
             # (which holds the lease that run held) condemns its packs anew and removes it
@@ -179,21 +192,47 @@ def _run(
                 (its new entry is in the repack's delta)."""
                 return pack in deletable or (pack in dropped and cid in moved)
 
-            result.deltas_after = _consolidate(repo, sealer, lease, index, deltas, gone, bool(deletable or moved))
+            result.deltas_after, kept = _consolidate(repo, sealer, lease, index, deltas, gone, bool(deletable or moved))
         finally:
             index.close()
-    for n, pack in enumerate(sorted(deletable)):
+    locked: set[PackId] = set()
+    if kept:  # old deltas still name these packs: deleting them would leave entries without a pack
+        locked = set(deletable)
+        result.notes.append(
+            f"{len(kept)} old index deltas are under Object Lock; their packs are deleted once the lock has passed"
+        )
+    for n, pack in enumerate(sorted(deletable - locked)):
         if n % CHECK_EVERY == 0:
             lease.check()
-        store.delete(names.pack(pack))
+        try:
+            store.delete(names.pack(pack))
+        except DeleteRefused:
+            locked.add(pack)
     store.sync()
+    if locked:
+        result.locked, result.deleted = len(locked), result.deleted - len(locked)
+        result.deleted_bytes -= sum(packs[p].size for p in locked)
+        result.locked_until = max(_locked_until(store, [names.pack(p) for p in locked] + kept))
     for c in ripe + abandoned:  # done with: their packs are deleted, referenced again, or condemned anew
+        if c in ripe and locked.intersection(c.record.packs):
+            continue  # kept: a later run deletes its locked packs
         store.delete(c.name)
     for o in store.list(names.SESSIONS):  # probes left by runs killed between their put and delete
-        if names.leaf(o.name).startswith(names.PROBE) and now - o.mtime > LEASE_TERM_S:
+        if names.leaf(o.name).startswith(names.PROBE) and now - o.mtime > term:
             store.delete(o.name)
     store.sync()
     return result
+
+
+def _locked_until(store: Store, objects: list[str]) -> list[float]:
+    """When Object Lock lets these go (0 for any gone or not locked)."""
+    found = [0.0]
+    for name in objects[:64]:  # enough to tell the date; a HEAD each
+        try:
+            found.append(store.stat(name).locked_until)
+        except ObjectMissing:
+            pass
+    return found
 
 
 def _store_now(repo: Repository) -> float:
@@ -313,11 +352,12 @@ def _condemn(repo: Repository, sealer: Sealer, lease: Lease, packs: list[PackId]
 def _consolidate(
     repo: Repository, sealer: Sealer, lease: Lease, index: ChunkIndex, old: list[str], gone: Callable[[ChunkId, PackId], bool],
     dropping: bool,
-) -> int:  # fmt: skip
+) -> tuple[int, list[str]]:  # fmt: skip
     """The index as few deltas, without the entries gone() leaves out; the old deltas (those
-    listed at the start: deltas written since stay) removed. The number of deltas after."""
+    listed at the start: deltas written since stay) removed. The number of deltas after, and
+    the old ones Object Lock kept."""
     if len(old) <= 1 and not dropping:
-        return len(old)
+        return len(old), []
     part, written = DeltaPart(), 0
     lease.check()
     for cid, pack, offset, length, raw, flags in index.rows():
@@ -331,7 +371,11 @@ def _consolidate(
         write_delta(repo.store, sealer, f"{sealer.session_id.hex()}.{written}", part)
         written += 1
     lease.check()
+    kept = []
     for name in old:
-        repo.store.delete(name)
+        try:
+            repo.store.delete(name)
+        except DeleteRefused:
+            kept.append(name)
     repo.store.sync()
-    return len(list(repo.store.list(names.INDEX)))
+    return len(list(repo.store.list(names.INDEX))), kept

@@ -34,11 +34,12 @@ def now() -> str:
 class Imager:
     def __init__(
         self, repo: Repository, reader: ChunkSource, progress: Progress, workers: int, readers: int | None = None,
-        cancel: Cancel | None = None, command: str | None = None,
+        cancel: Cancel | None = None, command: str | None = None, host: str | None = None, lock_s: float | None = None,
     ) -> None:  # fmt: skip
         """workers: threads that hash, compress and seal (one per core); readers: threads that
         read ahead of them from an O_DIRECT device (which has no kernel readahead); cancel: stops
-        every pass over the chunks (Interrupted)."""
+        every pass over the chunks (Interrupted); host: the host name the snapshot records (this
+        machine's by default); lock_s: Object Lock for what it writes (None: the repository's)."""
         self.repo, self.reader, self.progress, self.workers = repo, reader, progress, workers
         self.cancel = cancel
         self.readers = readers or workers
@@ -49,7 +50,8 @@ class Imager:
         self.zero_id = repo.ids.chunk_id(self._zero)
         self.table = bytearray(self.count * ID_SIZE)
         self.index: ChunkIndex = repo.open_index()
-        self.writer = BackupWriter(repo, self.index, command or f"backup {reader.path}")
+        self.writer = BackupWriter(repo, self.index, command or f"backup {reader.path}", lock_s)
+        self.host = host or socket.gethostname()
         self.bytes_read = 0
         self.before_read: Callable[[int], None] = lambda i: None
         """Told the index of every chunk just before it is read whole, every byte as on the
@@ -178,7 +180,7 @@ class Imager:
             self.writer.put(pid, body, FLAG_META)
             pieces.append(pid)
         snap = Snapshot(
-            hostname=like.hostname if like else socket.gethostname(),
+            hostname=like.hostname if like else self.host,
             source=like.source if like else source or self.reader.path,
             source_kind=self.reader.info.kind,
             time=like.time if like else now(),

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from liferaft.crypto.keys import KdfCost
 from liferaft.errors import NoPassword, UsageError
 from liferaft.format.config import CHUNK_SIZE_DEFAULT
+from liferaft.format.settings import RepoSettings
 from liferaft.repo.repository import Repository, default_cache_root
 from liferaft.store.open import local_folder, open_store
 
@@ -37,7 +39,10 @@ def init_repository(
     compression_level: int = 3,
     cache_root: Path | None = None,
     cost: KdfCost | None = None,
+    settings: RepoSettings | None = None,
 ) -> Repository:
+    """settings: saved when they differ from the defaults; with Object Lock the bucket is made
+    (or must already be) one that locks."""
     store = open_store(location)
     folder = local_folder(location)
     if folder is not None and not (folder / "config").exists():
@@ -48,17 +53,24 @@ def init_repository(
         if foreign:  # a mistyped path (/home, a mount of other data): never mix a repository into it
             shown = ", ".join(foreign[:3]) + (", ..." if len(foreign) > 3 else "")
             raise UsageError(f"{folder} already holds other files ({shown}): give a new or empty folder")
-    store.prepare()
-    return Repository.init(store, password, cache_root or default_cache_root(), chunk_size, compression_level, cost)
+    settings = settings or RepoSettings()
+    store.prepare(lock=settings.lock_s > 0)
+    repo = Repository.init(store, password, cache_root or default_cache_root(), chunk_size, compression_level, cost)
+    if settings != RepoSettings():
+        repo.save_settings(settings)
+    return repo
 
 
-def open_repository(location: str, password: bytes, cache_root: Path | None = None) -> Repository:
+def open_repository(location: str, password: bytes | Callable[[], bytes], cache_root: Path | None = None) -> Repository:
+    """password: or a function that gives it, called once the location proved to hold a
+    repository (so a wrong location is named before anyone is asked for a password)."""
     return Repository.open(open_store(location), password, cache_root or default_cache_root())
 
 
 def open_default(
-    defaults: Defaults, password: bytes | None, create: bool, cache_root: Path | None = None, cost: KdfCost | None = None
-) -> tuple[Repository, bool]:
+    defaults: Defaults, password: bytes | None, create: bool, cache_root: Path | None = None, cost: KdfCost | None = None,
+    settings: RepoSettings | None = None,
+) -> tuple[Repository, bool]:  # fmt: skip
     """The embedded default repository; (repository, created now). With ``create`` it is made on
     first use. With no password given, it uses a generated one kept in ``defaults.password_file``
     (mode 0600), so that the first backup runs unattended."""
@@ -77,4 +89,4 @@ def open_default(
         with os.fdopen(fd, "wb") as f:
             f.write(password + b"\n")
     defaults.repository.mkdir(parents=True, exist_ok=True, mode=0o700)
-    return init_repository(location, password, cache_root=cache_root, cost=cost), True
+    return init_repository(location, password, cache_root=cache_root, cost=cost, settings=settings), True

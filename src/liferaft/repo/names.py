@@ -9,6 +9,10 @@ INDEX = "index"
 SNAPSHOTS = "snapshots"
 SESSIONS = "sessions"
 CONDEMNED = "condemned"
+SETTINGS = "settings"
+LOCKED = (PACKS, INDEX, SNAPSHOTS)
+"""What Object Lock retains: what a backup writes that a snapshot needs (sessions, condemnation
+records and settings are rewritten or removed in normal work)."""
 
 
 def pack(pack_id: bytes) -> str:

@@ -8,6 +8,8 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +33,13 @@ from liferaft.format import FORMAT_VERSION, KNOWN_FEATURES, ChunkId, FormatError
 from liferaft.format.config import CHUNK_SIZE_DEFAULT, PACK_SIZE_DEFAULT, RepoConfig
 from liferaft.format.index import Location
 from liferaft.format.keyfile import KeyRecord
+from liferaft.format.settings import RepoSettings
 from liferaft.format.snapshot import Snapshot
 from liferaft.repo import blobs, names
 from liferaft.repo.index import ChunkIndex, open_index
 from liferaft.store.base import Store
 
+SETTINGS_AD = b"liferaft settings"
 SNAPSHOT_AD = b"liferaft snapshot"
 
 
@@ -121,8 +125,11 @@ class Repository:
         return cls(store, cfg, master, key_id, cache_root)
 
     @classmethod
-    def open(cls, store: Store, password: bytes, cache_root: Path) -> Repository:
+    def open(cls, store: Store, password: bytes | Callable[[], bytes], cache_root: Path) -> Repository:
+        """password: or a function giving it, called after the config was read."""
         cfg = _read_config(store)
+        if callable(password):
+            password = password()
         tried: set[str] = set()
         for _ in range(2):  # a second listing, in case the first lagged behind a key just added
             for name in [n for n in list_names(store, names.KEYS) if n not in tried]:
@@ -231,15 +238,25 @@ class Repository:
     def snapshots(self, damaged: list[str] | None = None) -> list[tuple[SnapshotId, Snapshot]]:
         """Every snapshot, oldest first. With a damaged list, a snapshot that cannot be read is
         left out and its message appended there (one damaged snapshot must not hide the others);
-        else it raises CorruptRepository."""
-        found = []
-        for sid in self.snapshot_ids():
+        else it raises CorruptRepository. They are read in parallel (one request each)."""
+
+        def load(sid: SnapshotId) -> Snapshot | CorruptRepository:
             try:
-                found.append((sid, self.load_snapshot(sid)))
+                return self.load_snapshot(sid)
             except CorruptRepository as exc:
+                return exc
+
+        ids = self.snapshot_ids()
+        with ThreadPoolExecutor(max(1, min(len(ids), self.store.capabilities.connections))) as pool:
+            loaded = list(pool.map(load, ids))
+        found = []
+        for sid, snap in zip(ids, loaded, strict=True):
+            if isinstance(snap, CorruptRepository):
                 if damaged is None:
-                    raise
-                damaged.append(exc.message)
+                    raise snap
+                damaged.append(snap.message)
+            else:
+                found.append((sid, snap))
         return sorted(found, key=lambda item: (item[1].time, item[0]))
 
     def resolve(self, name: str) -> SnapshotId:
@@ -255,6 +272,24 @@ class Repository:
         if len(matches) > 1:
             raise AmbiguousSnapshot(name=name, count=len(matches))
         return matches[0]
+
+    # --- settings -----------------------------------------------------------------------------
+    def settings(self) -> RepoSettings:
+        """The repository's settings (the defaults where none were saved)."""
+        try:
+            raw = self.store.get(names.SETTINGS)
+        except ObjectMissing:
+            return RepoSettings()
+        try:
+            return RepoSettings.from_bytes(self.opener.open(raw, SETTINGS_AD))
+        except (AuthenticationFailed, FormatError) as exc:
+            raise CorruptRepository(
+                detail=f"its settings object is unreadable ({exc}): set them again with 'liferaft settings'"
+            ) from None
+
+    def save_settings(self, settings: RepoSettings) -> None:
+        self.store.put(names.SETTINGS, Sealer(self.master).seal(settings.checked().to_bytes(), SETTINGS_AD))
+        self.store.sync()
 
     def save_snapshot(self, sealer: Sealer, snap: Snapshot) -> SnapshotId:
         raw = sealer.seal(snap.to_bytes(), SNAPSHOT_AD)

@@ -26,13 +26,13 @@ from liferaft.crypto.aead import AuthenticationFailed, Opener, Sealer
 from liferaft.errors import LeaseHeld, LeaseLost, ObjectMissing, StoreError
 from liferaft.format import FormatError
 from liferaft.format.session import SessionRecord
+from liferaft.format.settings import LEASE_TERM_S
 from liferaft.repo import names
 from liferaft.store.base import Store
 
 SESSION_AD = b"liferaft session"
 LEASE_RENEW_S = 60.0
-LEASE_TERM_S = 600.0
-"""A session whose lease is older than this is dead to maintenance; ours refuses to commit."""
+"""Renewals come this often, or ten times a term where the repository's term is shorter."""
 MAINTENANCE = f"{names.SESSIONS}/maintenance"
 
 
@@ -41,13 +41,14 @@ class Lease:
 
     def __init__(
         self, store: Store, sealer: Sealer, command: str, exclusive: tuple[str, Opener] | None = None,
-        renew_s: float = LEASE_RENEW_S, term_s: float = LEASE_TERM_S,
+        term_s: float = LEASE_TERM_S,
     ) -> None:  # fmt: skip
         """exclusive: (object name, opener to read a holder's record) for a lease that only one
-        run may hold, such as ``MAINTENANCE``; else the session's own object."""
+        run may hold, such as ``MAINTENANCE``; else the session's own object. term_s: the
+        repository's lease term (its settings), written into the record for GC to judge by."""
         self._store, self._sealer = store, sealer
         self.name = exclusive[0] if exclusive else names.session(sealer.session_id)
-        self.renew_s, self.term_s = renew_s, term_s
+        self.renew_s, self.term_s = min(LEASE_RENEW_S, term_s / 10), term_s
         self._started = time.time()
         self._command = command
         self._stop = threading.Event()
@@ -66,7 +67,7 @@ class Lease:
         self._thread.start()
 
     def _record(self) -> bytes:
-        rec = SessionRecord(socket.gethostname(), os.getpid(), self._command, self._started, time.time())
+        rec = SessionRecord(socket.gethostname(), os.getpid(), self._command, self._started, time.time(), self.term_s)
         return self._sealer.seal(rec.to_bytes(), SESSION_AD)
 
     def _write(self) -> None:
@@ -82,7 +83,9 @@ class Lease:
             return
         held = self._store.stat(self.name)
         now = self._store_now()
-        if now - held.mtime <= self.term_s and not _died_here(self._store, opener, self.name):
+        if not lapsed(self._store, opener, held.name, now - held.mtime, self.term_s) and not _died_here(
+            self._store, opener, self.name
+        ):
             raise LeaseHeld(what=describe(self._store, opener, self.name), age=now - held.mtime, term=self.term_s)
         self._store.delete(self.name)  # lapsed, or its holder died on this machine
         if not self._store.create(self.name, self._written):
@@ -168,6 +171,16 @@ def _holder(store: Store, opener: Opener, name: str) -> SessionRecord | None:
         return SessionRecord.from_bytes(opener.open(store.get(name), SESSION_AD))
     except (StoreError, AuthenticationFailed, FormatError):
         return None
+
+
+def lapsed(store: Store, opener: Opener, name: str, age: float, term: float) -> bool:
+    """Whether a session (or lease) object of this age (by the store's clock) has lapsed: it is
+    older than the repository's term and than the term its holder wrote into it (a writer that
+    started under a longer term keeps it)."""
+    if age <= term:
+        return False
+    rec = _holder(store, opener, name)
+    return rec is None or age > (rec.term or LEASE_TERM_S)
 
 
 def _died_here(store: Store, opener: Opener, name: str) -> bool:

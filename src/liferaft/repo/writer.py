@@ -19,11 +19,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from liferaft.crypto.aead import Sealer
-from liferaft.errors import LeaseLost
+from liferaft.errors import LeaseLost, StoreError
 from liferaft.format import ChunkId, SnapshotId
 from liferaft.format.index import Location
 from liferaft.format.snapshot import Snapshot
-from liferaft.repo import blobs
+from liferaft.repo import blobs, names
 from liferaft.repo.condemned import condemned_packs
 from liferaft.repo.index import ChunkIndex, DeltaPart, write_delta
 from liferaft.repo.packer import Packer
@@ -37,8 +37,11 @@ PART_ENTRIES = 65536
 class BackupWriter:
     """Stores chunks for one session. ``put`` is thread-safe."""
 
-    def __init__(self, repo: Repository, index: ChunkIndex, command: str) -> None:
+    def __init__(self, repo: Repository, index: ChunkIndex, command: str, lock_s: float | None = None) -> None:
+        """lock_s: Object Lock for every object this session writes (None: the repository's
+        setting; 0: none)."""
         self.repo = repo
+        settings = repo.settings()
         self.index = index
         self.sealer = Sealer(repo.master)
         self.level = repo.config.compression_level
@@ -47,7 +50,10 @@ class BackupWriter:
         self._part = DeltaPart()
         self._parts = 0
         self._lock = threading.Lock()
-        self.lease = Lease(repo.store, self.sealer, command)
+        self.lease = Lease(repo.store, self.sealer, command, term_s=settings.lease_term_s)
+        self.lock_s = settings.lock_s if lock_s is None else lock_s
+        if self.lock_s:
+            repo.store.set_lock(self.lock_s, names.LOCKED)
         self.condemned = condemned_packs(repo.store, repo.opener)
         """Packs a GC run condemned: read after the lease is written (GC lists sessions after it
         writes a record), never deduplicated against."""
@@ -106,13 +112,29 @@ class BackupWriter:
         store = self.repo.store
         store.sync()  # packs durable before anything names them
         self.lease.check(hold)
-        write_delta(store, self.sealer, f"{self.sealer.session_id.hex()}.{self._parts}", part)
+        name = write_delta(store, self.sealer, f"{self.sealer.session_id.hex()}.{self._parts}", part)
+        self._checked_after(name, hold)
         self._parts += 1
         return part
 
+    def _checked_after(self, name: str, hold: bool = True) -> None:
+        """The lease checked again once name is written: a pause between the check before it and
+        its write (during which GC may have taken the session for dead and deleted its packs)
+        withdraws it, so that nothing names a pack GC deleted."""
+        try:
+            self.lease.check(hold)
+        except LeaseLost as exc:
+            try:
+                self.repo.store.delete(name)
+                self.repo.store.sync()
+            except StoreError:
+                pass  # it stays (append-only storage): verify checks what it references
+            raise LeaseLost(detail=f"{exc.fields['detail']}; {name}, written meanwhile, was withdrawn") from None
+
     def commit(self, snap: Snapshot) -> SnapshotId:
         """Last index delta, then snapshot; each only while the lease holds (renewed and checked
-        by the store's clock just before), so a session paused past its term never commits."""
+        by the store's clock just before, and again after, see ``_checked_after``), so a session
+        paused past its term never commits."""
         self.packer.finish()
         store = self.repo.store
         self._write_part()
@@ -120,6 +142,7 @@ class BackupWriter:
         self.lease.check()
         sid = self.repo.save_snapshot(self.sealer, snap)
         store.sync()
+        self._checked_after(names.snapshot(sid))
         self.lease.end()
         return sid
 

@@ -16,6 +16,10 @@ Names are '/'-separated relative paths of safe characters ([a-z0-9._-] segments)
   newest puts on some stores: the repository lists again before it calls anything missing.
 - ``stat`` gives an object's stored size and the store's time of its last write. Ages (of a
   lease, say) come from these times, the store's clock, never from the client's.
+- ``set_lock(seconds, prefixes)``: objects put below those folders from then on are retained
+  (Object Lock): the server refuses to delete them before ``ObjectInfo.locked_until`` (which
+  ``stat`` reports). ``prepare(lock=True)`` makes a container that can lock. A store without
+  Object Lock raises UsageError for both.
 - Transient failures raise StoreTransient; ``open_store`` puts a retry in front of every store.
 """
 
@@ -24,9 +28,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NoReturn, Protocol
 
-from liferaft.errors import StoreError
+from liferaft.errors import StoreError, UsageError
 
 _NAME = re.compile(r"[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)*")
 
@@ -43,6 +47,15 @@ class ObjectInfo:
     size: int
     mtime: float
     """When the object was last written, by the store's clock (seconds since the epoch)."""
+    locked_until: float = 0.0
+    """Object Lock: it cannot be deleted before this time (``stat`` only; 0: not locked)."""
+
+
+def no_lock(location: str) -> NoReturn:
+    raise UsageError(
+        f"{location} cannot lock objects: Object Lock needs an S3 repository whose bucket has it "
+        "(liferaft init s3://NEW-BUCKET --lock-days N creates one)"
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,9 +76,12 @@ class Store(Protocol):
     """Where the store is, for messages."""
     capabilities: Capabilities
 
-    def prepare(self) -> None:
-        """Make the store's container exist (a folder, a bucket): ``liferaft init`` only."""
+    def prepare(self, lock: bool = False) -> None:
+        """Make the store's container exist (a folder, a bucket): ``liferaft init`` only.
+        lock: one whose objects can be locked (Object Lock)."""
         ...
+
+    def set_lock(self, seconds: float, prefixes: tuple[str, ...]) -> None: ...
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None: ...
 
@@ -94,8 +110,11 @@ class Wrapper:
         self.location = inner.location
         self.capabilities = inner.capabilities
 
-    def prepare(self) -> None:
-        self.inner.prepare()
+    def prepare(self, lock: bool = False) -> None:
+        self.inner.prepare(lock)
+
+    def set_lock(self, seconds: float, prefixes: tuple[str, ...]) -> None:
+        self.inner.set_lock(seconds, prefixes)
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         self.inner.put(name, data)

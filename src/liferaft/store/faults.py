@@ -10,6 +10,9 @@
   cut at that moment would. ``open_store`` puts it on top of any store when
   ``LIFERAFT_CRASH_AT_WRITE`` is set, so a test can stop a real ``liferaft`` process between any
   two writes, by count rather than by timing.
+- a pause point (``pause_before``): just before it first puts an object whose name starts with
+  this, it stops its own process with SIGSTOP, as a suspended laptop or a stalled VM would; the
+  test resumes it with SIGCONT. ``LIFERAFT_PAUSE_BEFORE`` sets it through ``open_store``.
 
 ``LaggingListStore``: a listing misses every object the first time it would show it, as an
 eventually consistent listing can; the repository must list again before it calls anything
@@ -28,15 +31,17 @@ from liferaft.errors import StoreError, StoreTransient
 from liferaft.store.base import ObjectInfo, Store, Wrapper
 
 CRASH_ENV = "LIFERAFT_CRASH_AT_WRITE"
+PAUSE_ENV = "LIFERAFT_PAUSE_BEFORE"
 T = TypeVar("T")
 
 
 class FaultStore(Wrapper):
     def __init__(
         self, inner: Store, fail_put_at: int = 0, error: StoreError | None = None, crash_at_write: int = 0,
-        transient_every: int = 0,
+        transient_every: int = 0, pause_before: str = "",
     ) -> None:  # fmt: skip
         super().__init__(inner)
+        self.pause_before = pause_before
         self.fail_put_at = fail_put_at
         self.error = error
         self.crash_at_write = crash_at_write
@@ -71,6 +76,9 @@ class FaultStore(Wrapper):
         return result
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
+        if self.pause_before and name.startswith(self.pause_before):
+            self.pause_before = ""
+            os.kill(os.getpid(), signal.SIGSTOP)
         self._call(lambda: self.inner.put(name, data), write=True, put=True)
 
     def create(self, name: str, data: bytes) -> bool:

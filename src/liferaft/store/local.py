@@ -16,7 +16,7 @@ from contextlib import suppress
 from pathlib import Path
 
 from liferaft.errors import ObjectMissing, RepositoryFull, StoreError, StoreTransient
-from liferaft.store.base import Capabilities, ObjectInfo, check_name
+from liferaft.store.base import Capabilities, ObjectInfo, check_name, no_lock
 
 _TMP = ".tmp-"
 TRANSIENT = frozenset({errno.EAGAIN, errno.EINTR, errno.ETIMEDOUT, errno.ESTALE, errno.EBUSY, errno.ECONNRESET})
@@ -97,11 +97,16 @@ class LocalStore:
     def _path(self, name: str) -> Path:
         return self.root / check_name(name)
 
-    def prepare(self) -> None:
+    def prepare(self, lock: bool = False) -> None:
+        if lock:
+            no_lock(self.location)
         try:
             self.root.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
             raise _translate(exc, f"creating {self.root}") from None
+
+    def set_lock(self, seconds: float, prefixes: tuple[str, ...]) -> None:
+        no_lock(self.location)
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         self._write(name, data, exclusive=False)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 
 from liferaft.errors import ObjectMissing, StoreError
-from liferaft.store.base import Capabilities, ObjectInfo, check_name
+from liferaft.store.base import Capabilities, ObjectInfo, check_name, no_lock
 
 
 class MemoryStore:
@@ -20,8 +20,12 @@ class MemoryStore:
         self.mtimes: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def prepare(self) -> None:
-        pass
+    def prepare(self, lock: bool = False) -> None:
+        if lock:
+            no_lock(self.location)
+
+    def set_lock(self, seconds: float, prefixes: tuple[str, ...]) -> None:
+        no_lock(self.location)
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         with self._lock:

@@ -1,7 +1,8 @@
 """The one place a store stack is composed from a repository location and options.
 
 Every store gets a retry in front (jittered backoff, a deadline per call); a crash point goes on
-top when the crash tests ask for one (``faults.CRASH_ENV``). A new kind of store is a module
+top when the crash tests ask for one (``faults.CRASH_ENV``), or a pause point
+(``faults.PAUSE_ENV``). A new kind of store is a module
 with a class that meets ``base.Store`` (and passes tests/store/test_contract.py), plus one entry
 in ``SCHEMES``.
 """
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from liferaft.store.base import Store
-from liferaft.store.faults import CRASH_ENV, FaultStore
+from liferaft.store.faults import CRASH_ENV, PAUSE_ENV, FaultStore
 from liferaft.store.local import LocalStore
 from liferaft.store.memory import MemoryStore
 from liferaft.store.retry import RetryStore
@@ -28,11 +29,13 @@ class StoreOptions:
     """Seconds one call may spend retrying before its transient error stands."""
     crash_at_write: int = 0
     """A crash point (tests): the process kills itself just before this write; 0 for none."""
+    pause_before: str = ""
+    """A pause point (tests): the process stops itself before it first puts a name with this prefix."""
 
     @classmethod
     def from_env(cls) -> StoreOptions:
         crash_at = os.environ.get(CRASH_ENV, "")
-        return cls(crash_at_write=int(crash_at) if crash_at.isdigit() else 0)
+        return cls(crash_at_write=int(crash_at) if crash_at.isdigit() else 0, pause_before=os.environ.get(PAUSE_ENV, ""))
 
 
 def _local(rest: str) -> Store:
@@ -64,8 +67,8 @@ def open_store(location: str, options: StoreOptions | None = None) -> Store:
     store: Store = RetryStore(
         _open(location), attempts=options.retry_attempts, first_delay=options.retry_first_delay, deadline=options.retry_deadline
     )
-    if options.crash_at_write:
-        store = FaultStore(store, crash_at_write=options.crash_at_write)
+    if options.crash_at_write or options.pause_before:
+        store = FaultStore(store, crash_at_write=options.crash_at_write, pause_before=options.pause_before)
     return store
 
 

@@ -31,8 +31,8 @@ class RetryStore(Wrapper):
     def _call(self, fn: Callable[[], T]) -> T:
         return self._retrying(fn)
 
-    def prepare(self) -> None:
-        self._call(self.inner.prepare)
+    def prepare(self, lock: bool = False) -> None:
+        self._call(lambda: self.inner.prepare(lock))
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         self._call(lambda: self.inner.put(name, data))

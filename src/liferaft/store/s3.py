@@ -6,7 +6,11 @@ Endpoint, region and credentials come from the standard AWS environment and file
 ``~/.aws/config``, ``AWS_CA_BUNDLE``). Addressing is path-style where an endpoint is given (what
 S3-compatible servers expect), virtual-hosted on AWS; ``LIFERAFT_S3_ADDRESSING=path|virtual``
 overrides it. Every put carries Content-MD5, which the server verifies, so the packer skips its
-read-back (``verified_put``); ``create`` is a PUT with ``If-None-Match: *``. A PUT is durable
+read-back (``verified_put``); ``create`` is a PUT with ``If-None-Match: *``. Object Lock:
+``set_lock`` gives every later PUT below the chosen folders a COMPLIANCE retention date; the
+bucket then keeps versions, so ``delete`` removes every version of the name (a plain DELETE
+would only hide a locked object behind a delete marker), and the server refuses it while a
+version is retained (DeleteRefused). A PUT is durable
 when it returns, so ``sync`` has nothing to do. Times are the server's ``Last-Modified``, in
 whole seconds (what HEAD gives). Retries are ``open_store``'s (botocore's own are off):
 throttling (503 SlowDown), timeouts and lost connections are StoreTransient.
@@ -17,7 +21,9 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from typing import Any
 
 import boto3  # type: ignore[import-untyped]
@@ -78,6 +84,9 @@ class S3Store:
         self.location = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
         self.capabilities = Capabilities(connections=CONNECTIONS, conditional_create=True, verified_put=True)
         self._s3 = _client(endpoint)
+        self._lock_s = 0.0
+        self._lock_prefixes: tuple[str, ...] = ()
+        self._versioned: bool | None = None
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}/{check_name(name)}" if self.prefix else check_name(name)
@@ -105,23 +114,47 @@ class S3Store:
             return StoreError(f"{what}: TLS failed ({exc}): for a private CA, point AWS_CA_BUNDLE at its certificate")
         return StoreTransient(detail=f"{what}: {exc}")  # no answer: connection refused or lost, a timeout
 
-    def prepare(self) -> None:
-        """Create the bucket if it does not exist (liferaft init)."""
+    def prepare(self, lock: bool = False) -> None:
+        """Create the bucket if it does not exist (liferaft init); lock: with Object Lock, and
+        an existing bucket must have it."""
         try:
             self._s3.head_bucket(Bucket=self.bucket)
-            return
         except Failure as exc:
             if _code(exc) not in ("404", "NoSuchBucket", "NotFound"):
                 raise self._fail(exc, f"checking the bucket {self.bucket}") from None
+            try:
+                self._s3.create_bucket(Bucket=self.bucket, **({"ObjectLockEnabledForBucket": True} if lock else {}))
+            except Failure as exc:
+                raise self._fail(exc, f"creating the bucket {self.bucket}") from None
+        if lock:
+            self._require_lock()
+
+    def _require_lock(self) -> None:
         try:
-            self._s3.create_bucket(Bucket=self.bucket)
+            conf = self._s3.get_object_lock_configuration(Bucket=self.bucket)["ObjectLockConfiguration"]
+            enabled = conf.get("ObjectLockEnabled") == "Enabled"
         except Failure as exc:
-            raise self._fail(exc, f"creating the bucket {self.bucket}") from None
+            if _code(exc) not in ("ObjectLockConfigurationNotFoundError", "InvalidRequest", "404"):
+                raise self._fail(exc, f"reading the Object Lock of {self.bucket}") from None
+            enabled = False
+        if not enabled:
+            raise StoreError(
+                f"the bucket {self.bucket} was made without Object Lock, which S3 cannot add later: "
+                "use a new bucket (liferaft init s3://NEW-BUCKET --lock-days N makes it with Object Lock)"
+            )
+
+    def set_lock(self, seconds: float, prefixes: tuple[str, ...]) -> None:
+        self._require_lock()
+        self._lock_s, self._lock_prefixes = seconds, tuple(p + "/" for p in prefixes)
 
     def _put(self, name: str, data: bytes | bytearray | memoryview, **extra: str) -> None:
         body = bytes(data) if not isinstance(data, bytes) else data
         md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
-        self._s3.put_object(Bucket=self.bucket, Key=self._key(name), Body=body, ContentMD5=md5, **extra)
+        lock: dict[str, Any] = {}
+        if self._lock_s and name.startswith(self._lock_prefixes):
+            until = datetime.fromtimestamp(time.time() + self._lock_s, UTC)
+            lock = {"ObjectLockMode": "COMPLIANCE", "ObjectLockRetainUntilDate": until}
+        self._s3.put_object(Bucket=self.bucket, Key=self._key(name), Body=body, ContentMD5=md5, **extra, **lock)
 
     def put(self, name: str, data: bytes | bytearray | memoryview) -> None:
         try:
@@ -168,15 +201,43 @@ class S3Store:
             head = self._s3.head_object(Bucket=self.bucket, Key=self._key(name))
         except Failure as exc:
             raise self._fail(exc, f"reading {name}", name) from None
-        return ObjectInfo(name, int(head["ContentLength"]), float(int(head["LastModified"].timestamp())))
+        until = head.get("ObjectLockRetainUntilDate")
+        locked = until.timestamp() if until is not None and head.get("ObjectLockMode") else 0.0
+        return ObjectInfo(name, int(head["ContentLength"]), float(int(head["LastModified"].timestamp())), locked)
+
+    def _keeps_versions(self) -> bool:
+        if self._versioned is None:
+            try:
+                status = self._s3.get_bucket_versioning(Bucket=self.bucket).get("Status")
+            except Failure as exc:
+                raise self._fail(exc, f"reading the versioning of {self.bucket}") from None
+            self._versioned = status in ("Enabled", "Suspended")
+        return self._versioned
 
     def delete(self, name: str) -> None:
+        key = self._key(name)
         try:
-            self._s3.delete_object(Bucket=self.bucket, Key=self._key(name))
+            if not self._keeps_versions():
+                self._s3.delete_object(Bucket=self.bucket, Key=key)
+                return
+            errors = []
+            for page in self._s3.get_paginator("list_object_versions").paginate(Bucket=self.bucket, Prefix=key):
+                versions = [
+                    {"Key": key, "VersionId": v["VersionId"]}
+                    for v in page.get("Versions", []) + page.get("DeleteMarkers", [])
+                    if v["Key"] == key
+                ]
+                if versions:  # a page holds at most 1000, what one DeleteObjects takes
+                    reply = self._s3.delete_objects(Bucket=self.bucket, Delete={"Objects": versions, "Quiet": True})
+                    errors += reply.get("Errors", [])
         except Failure as exc:
             if _code(exc) == "AccessDenied":
                 raise DeleteRefused(name=name) from None  # append-only credentials, or a lock
             raise self._fail(exc, f"deleting {name}") from None
+        if any(e.get("Code") == "AccessDenied" for e in errors):
+            raise DeleteRefused(name=name)  # a version still under Object Lock
+        if errors:
+            raise StoreError(f"deleting {name}: {errors[0].get('Code')} ({errors[0].get('Message')})")
 
     def list(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self._key(prefix) + "/"
