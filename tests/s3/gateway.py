@@ -14,6 +14,8 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).with_name("ceph-gateway")
+TLS_PORT = 7443
+DIR = Path(os.environ.get("LIFERAFT_S3_DIR", "/tmp/liferaft-s3"))
 
 
 @dataclass(frozen=True)
@@ -21,6 +23,9 @@ class Gateway:
     endpoint: str
     access_key: str
     secret_key: str
+    tls_endpoint: str = f"https://127.0.0.1:{TLS_PORT}"
+    ca_bundle: Path = DIR / "tls" / "cert.pem"
+    """The self-signed certificate of the https endpoint."""
 
     def env(self) -> dict[str, str]:
         return {
@@ -33,7 +38,8 @@ class Gateway:
 
 @pytest.fixture(scope="session")
 def gateway() -> Iterator[Gateway]:
-    started = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, timeout=900)
+    env = {**os.environ, "LIFERAFT_S3_TLS_PORT": str(TLS_PORT)}
+    started = subprocess.run([str(SCRIPT), "start"], capture_output=True, text=True, timeout=900, env=env)
     assert started.returncode == 0, f"the Ceph S3 gateway did not start:\n{started.stderr[-3000:]}"
     endpoint, access, secret = started.stdout.strip().splitlines()[-1].split()
     yield Gateway(endpoint, access, secret)

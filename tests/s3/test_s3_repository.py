@@ -3,8 +3,12 @@ and the errors a user meets: wrong keys, a missing bucket, an endpoint that does
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Callable
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -12,6 +16,7 @@ import pytest
 from liferaft.errors import StoreError, StoreTransient
 from liferaft.store.open import StoreOptions, open_store
 from tests.conftest import Result
+from tests.s3.gateway import SCRIPT, Gateway
 
 
 def disk(path: Path, mib: int, seed: int) -> Path:
@@ -82,8 +87,6 @@ def test_forget_and_gc_on_s3(bucket: str, cli: Callable[..., Result], tmp_path: 
 
 
 def test_concurrent_backups_of_overlapping_disks_into_one_bucket(bucket: str, cli: Callable[..., Result], tmp_path: Path) -> None:
-    import subprocess
-
     from tests.conftest import PASSWORD, PYTHON
 
     repo = f"s3://{bucket}/fleet"
@@ -96,15 +99,138 @@ def test_concurrent_backups_of_overlapping_disks_into_one_bucket(bucket: str, cl
         sources.append(src)
     env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
     procs = [
-        subprocess.Popen([PYTHON, "-m", "liferaft", "backup", "-q", str(s), "--repo", repo], env=env, stderr=subprocess.PIPE)
-        for s in sources
+        subprocess.Popen(
+            [PYTHON, "-m", "liferaft", "backup", "-q", str(s), "--host", f"host{i}", "--repo", repo],
+            env=env,
+            stderr=subprocess.PIPE,
+        )
+        for i, s in enumerate(sources)
     ]
     for p in procs:
         _, err = p.communicate(timeout=600)
         assert p.returncode == 0, err
-    for src in sources:
+    for i, src in enumerate(sources):
         out = tmp_path / "out.img"
-        r = cli("restore", "-q", "--force", "--source", str(src), "latest", str(out), "--verify", repo=repo)
+        r = cli("restore", "-q", "--force", "--host", f"host{i}", "latest", str(out), "--verify", repo=repo)
         assert r.code == 0, r.err
         assert out.read_bytes() == src.read_bytes()
     assert cli("verify", "-q", "--read-data", repo=repo).code == 0
+    listed = json.loads(cli("snapshots", "--json", repo=repo).out)
+    assert [s["hostname"] for s in listed] == ["host0", "host1", "host2", "host3"]  # grouped by host
+    assert len(json.loads(cli("snapshots", "--json", "--host", "host2", repo=repo).out)) == 1
+    # shared chunks stored once: what two uploads of the same new chunk at once stored twice, gc
+    # keeps once (the index's copy) and reclaims; then the packs hold no more than a repository
+    # that received the four disks one after the other
+    for _ in range(3):
+        assert cli("gc", "-q", "--safety-margin", "0s", "--repack-below", "1", repo=repo).code == 0
+    alone = tmp_path / "alone"
+    assert cli("init", repo=alone).code == 0
+    for src in sources:
+        assert cli("backup", "-q", str(src), repo=alone).code == 0
+    one_by_one = sum(p.stat().st_size for p in (alone / "packs").rglob("*") if p.is_file())
+    assert bucket_bytes(bucket, "fleet/packs/") <= 1.05 * one_by_one
+    assert cli("verify", "-q", "--read-data", repo=repo).code == 0
+    for i, src in enumerate(sources):
+        out = tmp_path / "out.img"
+        assert cli("restore", "-q", "--force", "--host", f"host{i}", "latest", str(out), repo=repo).code == 0
+        assert out.read_bytes() == src.read_bytes()
+
+
+def bucket_bytes(bucket: str, prefix: str) -> int:
+    import boto3
+
+    s3 = boto3.client("s3")
+    return sum(o["Size"] for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+               for o in page.get("Contents", []))  # fmt: skip
+
+
+def _paused_backup(src: Path, repo: str, **env: str) -> subprocess.Popen[str]:
+    """A backup that stops itself (SIGSTOP) just before its first pack upload."""
+    from liferaft.store.faults import PAUSE_ENV
+    from tests.conftest import PASSWORD, PYTHON
+
+    full = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD, PAUSE_ENV: "packs/", **env}
+    p = subprocess.Popen([PYTHON, "-m", "liferaft", "backup", "-q", str(src), "--repo", repo], env=full, text=True,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120
+    while Path(f"/proc/{p.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "T":
+        assert p.poll() is None and time.monotonic() < deadline, p.communicate()
+        time.sleep(0.05)
+    return p
+
+
+@pytest.fixture
+def rgw(gateway: object) -> Iterator[Callable[[str], None]]:
+    """kill-rgw / start-rgw on the test gateway; it is running again afterwards, whatever happened."""
+
+    def do(what: str) -> None:
+        done = subprocess.run([str(SCRIPT), what], capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+
+    yield do
+    do("start-rgw")
+
+
+def test_the_gateway_killed_mid_backup_fails_it_cleanly_and_the_next_backup_succeeds(
+    bucket: str, rgw: Callable[[str], None], cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    repo = f"s3://{bucket}/down"
+    assert cli("init", repo=repo).code == 0
+    src = disk(tmp_path / "disk.img", 24, 8)
+    backup = _paused_backup(src, repo, LIFERAFT_STORE_RETRY_S="3")
+    rgw("kill-rgw")
+    backup.send_signal(signal.SIGCONT)
+    _, err = backup.communicate(timeout=300)
+    assert backup.returncode == 23 and "did not answer" in err, err  # bounded retries, then a clear failure
+    rgw("start-rgw")
+    assert json.loads(cli("snapshots", "--json", repo=repo).out) == []  # nothing committed
+    assert cli("verify", "-q", "--read-data", repo=repo).code == 0
+    assert cli("backup", "-q", str(src), repo=repo).code == 0
+    out = tmp_path / "out.img"
+    assert cli("restore", "-q", "latest", str(out), "--verify", repo=repo).code == 0
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_a_backup_rides_out_a_gateway_restart(
+    bucket: str, rgw: Callable[[str], None], cli: Callable[..., Result], tmp_path: Path
+) -> None:
+    repo = f"s3://{bucket}/blip"
+    assert cli("init", repo=repo).code == 0
+    src = disk(tmp_path / "disk.img", 24, 9)
+    backup = _paused_backup(src, repo)  # the default: five minutes of retrying
+    rgw("kill-rgw")
+    backup.send_signal(signal.SIGCONT)  # its uploads now fail and are retried ...
+    rgw("start-rgw")  # ... until the server is back
+    _, err = backup.communicate(timeout=600)
+    assert backup.returncode == 0, err
+    out = tmp_path / "out.img"
+    assert cli("restore", "-q", "latest", str(out), "--verify", repo=repo).code == 0
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_tls_with_a_private_ca_and_without_it(
+    gateway: Gateway, bucket: str, cli: Callable[..., Result], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", gateway.tls_endpoint)
+    repo = f"s3://{bucket}/tls"
+    refused = cli("init", repo=repo)  # a self-signed certificate no system CA vouches for
+    assert refused.code == 21 and "TLS failed" in refused.err and "AWS_CA_BUNDLE" in refused.err, refused.err
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(gateway.ca_bundle))
+    assert cli("init", repo=repo).code == 0
+    src = disk(tmp_path / "disk.img", 6, 12)
+    assert cli("backup", "-q", str(src), repo=repo).code == 0
+    out = tmp_path / "out.img"
+    assert cli("restore", "-q", "latest", str(out), "--verify", repo=repo).code == 0
+    assert out.read_bytes() == src.read_bytes()
+
+
+def test_a_clock_the_server_rejects_is_named(bucket: str, cli: Callable[..., Result]) -> None:
+    from tests.conftest import PASSWORD, PYTHON
+
+    repo = f"s3://{bucket}/skew"
+    assert cli("init", repo=repo).code == 0
+    env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD, "LIFERAFT_STORE_RETRY_S": "1"}
+    # libfaketime moves this process's clock two hours ahead; the server allows 15 minutes
+    done = subprocess.run(["faketime", "-f", "+2h", PYTHON, "-m", "liferaft", "snapshots", "--repo", repo],
+                          env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 21 and "clock differs too much" in done.stderr, done.stderr

@@ -139,7 +139,8 @@ def _run(
     now = lease.stamp if lease is not None else _store_now(repo)
     records = condemned.load_all(store, repo.opener, result.notes)
     with tempfile.TemporaryDirectory(prefix="liferaft-gc-") as tmp:
-        index = repo.open_index(Path(tmp))
+        stored: dict[PackId, int] = {}  # blob bytes per pack by the deltas, duplicates included
+        index = repo.open_index(Path(tmp), stored)
         try:
             # the packs are listed after the deltas: a delta is written only after its packs, so
             # every pack the index names was there before this listing began
@@ -172,8 +173,8 @@ def _run(
             result.deleted = len(deletable)
             result.deleted_bytes = sum(packs[p].size for p in deletable)
             sparse = sorted(
-                (p for p in live if p in packs and now - packs[p].mtime >= margin and live[p] < repack_below * packs[p].size),
-                key=lambda p: live[p] / packs[p].size,
+                (p for p in live if p in packs and now - packs[p].mtime >= margin and live[p] < repack_below * stored.get(p, 0)),
+                key=lambda p: live[p] / stored[p],
             )[:REPACK_MOST]
             result.repacked = len(sparse)
             if dry_run:

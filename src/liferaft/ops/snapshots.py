@@ -99,8 +99,10 @@ class SnapshotRow:
 
 
 def list_snapshots(repo: Repository, where: Selection = Selection(), damaged: list[str] | None = None) -> list[SnapshotRow]:
-    """The snapshots where selects, oldest first; see Repository.snapshots for damaged."""
-    return [_row(sid, snap) for sid, snap in repo.snapshots(damaged) if where.matches(snap)]
+    """The snapshots where selects, grouped by host and then source, oldest first in each; see
+    Repository.snapshots for damaged."""
+    found = [(sid, snap) for sid, snap in repo.snapshots(damaged) if where.matches(snap)]
+    return [_row(sid, snap) for sid, snap in sorted(found, key=lambda s: (s[1].hostname, s[1].source))]
 
 
 def _row(sid: str, snap: Snapshot) -> SnapshotRow:

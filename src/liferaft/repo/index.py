@@ -242,15 +242,19 @@ def _write_cache(path: Path, rows: Iterator[Row], deltas: frozenset[str]) -> Non
             raise
 
 
-def open_index(store: Store, opener: Opener, cache_dir: Path) -> ChunkIndex:
+def open_index(store: Store, opener: Opener, cache_dir: Path, tally: dict[PackId, int] | None = None) -> ChunkIndex:
     """The index of every delta now in the store, via (and refreshing) the cache in cache_dir, or
-    via a temporary cache when cache_dir cannot be written."""
-    return ChunkIndex(_open_view(store, opener, cache_dir, None, False), (store, opener, cache_dir))
+    via a temporary cache when cache_dir cannot be written. tally: given (with a cache_dir of
+    its own, so that every delta is read), it gets the bytes of every blob each pack holds by
+    the deltas, also of copies the index does not keep (a chunk two sessions stored at once)."""
+    return ChunkIndex(_open_view(store, opener, cache_dir, None, False, tally), (store, opener, cache_dir))
 
 
-def _open_view(store: Store, opener: Opener, cache_dir: Path, current: _View | None, rebuild: bool) -> _View | None:
+def _open_view(
+    store: Store, opener: Opener, cache_dir: Path, current: _View | None, rebuild: bool, tally: dict[PackId, int] | None = None
+) -> _View | None:  # fmt: skip
     try:
-        return _open_cached(store, opener, cache_dir, current, rebuild)
+        return _open_cached(store, opener, cache_dir, current, rebuild, tally)
     except OSError:
         pass
     try:
@@ -258,14 +262,16 @@ def _open_view(store: Store, opener: Opener, cache_dir: Path, current: _View | N
     except OSError as exc:
         raise CacheUnwritable(path=cache_dir, detail=exc.strerror or str(exc)) from None
     try:
-        return _open_cached(store, opener, tmp, current, True)  # open: it outlives the folder's removal
+        return _open_cached(store, opener, tmp, current, True, tally)  # open: it outlives the folder's removal
     except OSError as exc:
         raise CacheUnwritable(path=cache_dir, detail=exc.strerror or str(exc)) from None
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _open_cached(store: Store, opener: Opener, cache_dir: Path, current: _View | None, rebuild: bool) -> _View | None:
+def _open_cached(
+    store: Store, opener: Opener, cache_dir: Path, current: _View | None, rebuild: bool, tally: dict[PackId, int] | None
+) -> _View | None:  # fmt: skip
     """A view of every delta in the store, from the best base at hand: the cache file (another
     process may have refreshed it) or the current view, whichever holds more of what is there."""
     cache_dir.mkdir(parents=True, exist_ok=True)
@@ -284,21 +290,31 @@ def _open_cached(store: Store, opener: Opener, cache_dir: Path, current: _View |
     if base is not None and base.deltas == present:
         return base
     try:
-        return _merge(store, opener, path, base, sorted(present - (base.deltas if base else frozenset())))
+        return _merge(store, opener, path, base, sorted(present - (base.deltas if base else frozenset())), tally)
     finally:
         if base is not None and base is not current:
             base.close()
 
 
-def _merge(store: Store, opener: Opener, path: Path, base: _View | None, added: list[str]) -> _View:
-    """base merged with the added deltas, a batch of at most BATCH_BYTES of them at a time."""
+def _merge(
+    store: Store, opener: Opener, path: Path, base: _View | None, added: list[str], tally: dict[PackId, int] | None = None
+) -> _View:  # fmt: skip
+    """base merged with the added deltas, a batch of at most BATCH_BYTES of them at a time;
+    tally: gets the blob bytes per pack of the added deltas' rows (before duplicates drop)."""
+
+    def counted(rows: Iterator[Row]) -> Iterator[Row]:
+        for row in rows:
+            if tally is not None:
+                tally[row[1]] = tally.get(row[1], 0) + row[3]
+            yield row
+
     view = base
     while added:
         batch: list[_Delta] = []
         while added and (not batch or sum(len(d.body) for d in batch) < BATCH_BYTES):
             batch.append(_Delta(store, opener, added.pop(0)))
         held = (view.deltas if view else frozenset()) | {d.name for d in batch}
-        _write_cache(path, heapq.merge(*([view.rows()] if view else []), *(d.rows() for d in batch)), held)
+        _write_cache(path, heapq.merge(*([view.rows()] if view else []), *(counted(d.rows()) for d in batch)), held)
         del batch
         if view is not None and view is not base:
             view.close()

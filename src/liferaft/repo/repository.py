@@ -29,7 +29,7 @@ from liferaft.errors import (
     SnapshotNotFound,
     WrongPassword,
 )
-from liferaft.format import FORMAT_VERSION, KNOWN_FEATURES, ChunkId, FormatError, SnapshotId
+from liferaft.format import FORMAT_VERSION, KNOWN_FEATURES, ChunkId, FormatError, PackId, SnapshotId
 from liferaft.format.config import CHUNK_SIZE_DEFAULT, PACK_SIZE_DEFAULT, RepoConfig
 from liferaft.format.index import Location
 from liferaft.format.keyfile import KeyRecord
@@ -183,8 +183,9 @@ class Repository:
         self.store.delete(names.key(matches[0]))
 
     # --- index and chunks ---------------------------------------------------------------------
-    def open_index(self, cache_dir: Path | None = None) -> ChunkIndex:
-        return open_index(self.store, self.opener, cache_dir or self.cache_dir)
+    def open_index(self, cache_dir: Path | None = None, tally: dict[PackId, int] | None = None) -> ChunkIndex:
+        """tally: see ``repo.index.open_index``."""
+        return open_index(self.store, self.opener, cache_dir or self.cache_dir, tally)
 
     def read_chunk(self, cid: ChunkId, loc: Location, check_id: bool = False) -> bytes:
         return self._open(cid, loc, self.store.get_range(names.pack(loc.pack), loc.offset, loc.length), check_id)

@@ -21,11 +21,16 @@ from liferaft.store.memory import MemoryStore
 from liferaft.store.retry import RetryStore
 
 
+RETRY_ENV = "LIFERAFT_STORE_RETRY_S"
+RETRY_DEADLINE_S = 300.0
+
+
 @dataclass(frozen=True, slots=True)
 class StoreOptions:
-    retry_attempts: int = 8
+    retry_attempts: int = 30
+    """Attempts of one call at most (with the deadline, whichever ends first; delays grow to 20 s)."""
     retry_first_delay: float = 0.2
-    retry_deadline: float = 300.0
+    retry_deadline: float = RETRY_DEADLINE_S
     """Seconds one call may spend retrying before its transient error stands."""
     crash_at_write: int = 0
     """A crash point (tests): the process kills itself just before this write; 0 for none."""
@@ -34,8 +39,21 @@ class StoreOptions:
 
     @classmethod
     def from_env(cls) -> StoreOptions:
+        """``LIFERAFT_STORE_RETRY_S``: how long a call keeps retrying a storage that does not
+        answer (default 300 s); and the test points."""
         crash_at = os.environ.get(CRASH_ENV, "")
-        return cls(crash_at_write=int(crash_at) if crash_at.isdigit() else 0, pause_before=os.environ.get(PAUSE_ENV, ""))
+        deadline = os.environ.get(RETRY_ENV, "")
+        try:
+            retry = float(deadline) if deadline else RETRY_DEADLINE_S
+        except ValueError:
+            from liferaft.errors import UsageError
+
+            raise UsageError(f"{RETRY_ENV}={deadline!r} is not a number of seconds") from None
+        return cls(
+            retry_deadline=retry,
+            crash_at_write=int(crash_at) if crash_at.isdigit() else 0,
+            pause_before=os.environ.get(PAUSE_ENV, ""),
+        )
 
 
 def _local(rest: str) -> Store:
