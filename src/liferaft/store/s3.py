@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import os
 import time
 from collections.abc import Iterator
@@ -30,10 +31,11 @@ import boto3  # type: ignore[import-untyped]
 from botocore.config import Config  # type: ignore[import-untyped]
 from botocore.exceptions import BotoCoreError, ClientError, SSLError  # type: ignore[import-untyped]
 
-from liferaft.errors import DeleteRefused, ObjectMissing, StoreError, StoreTransient
+from liferaft.errors import DeleteRefused, ObjectMissing, StoreError, StoreTransient, UsageError
 from liferaft.store.base import Capabilities, ObjectInfo, check_name
 
 CONNECTIONS = 16
+"""Requests in flight at most (``LIFERAFT_S3_CONNECTIONS`` changes it)."""
 TRANSIENT_CODES = frozenset(
     {
         "SlowDown",
@@ -59,14 +61,53 @@ def _code(exc: Exception) -> str:
     return str(exc.response.get("Error", {}).get("Code", "")) if isinstance(exc, ClientError) else ""
 
 
-def _client(endpoint: str | None) -> Any:
+class _ViewReader(io.RawIOBase):
+    """A seekable file over a buffer, so that a pack goes out without a copy (boto3 takes a
+    memoryview only as a file)."""
+
+    def __init__(self, view: memoryview) -> None:
+        super().__init__()
+        self._view, self._at = view, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def readinto(self, out: Any) -> int:
+        n = max(0, min(len(out), len(self._view) - self._at))
+        out[:n] = self._view[self._at : self._at + n]
+        self._at += n
+        return n
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        self._at = offset + (0 if whence == io.SEEK_SET else self._at if whence == io.SEEK_CUR else len(self._view))
+        return self._at
+
+    def tell(self) -> int:
+        return self._at
+
+
+def _connections() -> int:
+    text = os.environ.get("LIFERAFT_S3_CONNECTIONS", "")
+    if not text:
+        return CONNECTIONS
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"LIFERAFT_S3_CONNECTIONS={text!r}: give a number of connections, 1 or more")
+    return int(text)
+
+
+def _client(endpoint: str | None, connections: int) -> Any:
     addressing = os.environ.get("LIFERAFT_S3_ADDRESSING") or (
         "path" if endpoint or os.environ.get("AWS_ENDPOINT_URL") else "auto"
     )
     config = Config(
-        max_pool_connections=CONNECTIONS,
+        max_pool_connections=connections,
         retries={"max_attempts": 1, "mode": "standard"},
-        s3={"addressing_style": addressing},
+        # the payload is not hashed into the signature (as over HTTPS): Content-MD5 carries its
+        # integrity, AES-GCM its authenticity, and the SHA-256 would cost a second pass over every pack
+        s3={"addressing_style": addressing, "payload_signing_enabled": False},
         connect_timeout=10,
         read_timeout=60,
         request_checksum_calculation="when_required",  # Content-MD5 instead; Ceph 16 verifies no trailers
@@ -82,8 +123,9 @@ class S3Store:
         self.bucket = bucket
         self.prefix = prefix.strip("/")
         self.location = f"s3://{bucket}/{self.prefix}" if self.prefix else f"s3://{bucket}"
-        self.capabilities = Capabilities(connections=CONNECTIONS, conditional_create=True, verified_put=True)
-        self._s3 = _client(endpoint)
+        connections = _connections()
+        self.capabilities = Capabilities(connections=connections, conditional_create=True, verified_put=True)
+        self._s3 = _client(endpoint, connections)
         self._lock_s = 0.0
         self._lock_prefixes: tuple[str, ...] = ()
         self._versioned: bool | None = None
@@ -148,8 +190,8 @@ class S3Store:
         self._lock_s, self._lock_prefixes = seconds, tuple(p + "/" for p in prefixes)
 
     def _put(self, name: str, data: bytes | bytearray | memoryview, **extra: str) -> None:
-        body = bytes(data) if not isinstance(data, bytes) else data
-        md5 = base64.b64encode(hashlib.md5(body, usedforsecurity=False).digest()).decode()
+        md5 = base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode()
+        body = data if isinstance(data, (bytes, bytearray)) else _ViewReader(memoryview(data).cast("B"))
         lock: dict[str, Any] = {}
         if self._lock_s and name.startswith(self._lock_prefixes):
             until = datetime.fromtimestamp(time.time() + self._lock_s, UTC)
