@@ -1,8 +1,10 @@
 """A FUSE filesystem with one file whose reads fail with EIO in a chosen byte range: a disk with
 unreadable sectors, for real I/O errors without device-mapper (absent on this kernel).
 
-Run as ``python -m tests.badsectors BACKING MOUNTPOINT BAD_START BAD_END``; it serves
-``MOUNTPOINT/disk.img`` in the foreground until unmounted.
+Run as ``python -m tests.badsectors BACKING MOUNTPOINT BAD_START BAD_END [OPEN_ERRNO]``; it serves
+``MOUNTPOINT/disk.img`` in the foreground until unmounted. With OPEN_ERRNO, opening the file
+fails with that error instead (EPERM: what a hypervisor's or a container's device policy gives
+root).
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import mfusepy as fuse
 
 
 class BadSectors(fuse.Operations):  # type: ignore[misc]
-    def __init__(self, backing: str, bad_start: int, bad_end: int) -> None:
+    def __init__(self, backing: str, bad_start: int, bad_end: int, open_errno: int = 0) -> None:
         self.fd = os.open(backing, os.O_RDONLY)
+        self.open_errno = open_errno
         self.size = os.fstat(self.fd).st_size
         self.bad = (bad_start, bad_end)
 
@@ -33,6 +36,8 @@ class BadSectors(fuse.Operations):  # type: ignore[misc]
         return [".", "..", "disk.img"]
 
     def open(self, path: str, flags: int) -> int:
+        if self.open_errno:
+            raise fuse.FuseOSError(self.open_errno)
         return 0
 
     def read(self, path: str, size: int, offset: int, fh: Any) -> bytes:
@@ -43,4 +48,5 @@ class BadSectors(fuse.Operations):  # type: ignore[misc]
 
 if __name__ == "__main__":
     backing, mountpoint, start, end = sys.argv[1:5]
-    fuse.FUSE(BadSectors(backing, int(start), int(end)), mountpoint, foreground=True, ro=True, direct_io=True)
+    open_errno = getattr(errno, sys.argv[5]) if len(sys.argv) > 5 else 0
+    fuse.FUSE(BadSectors(backing, int(start), int(end), open_errno), mountpoint, foreground=True, ro=True, direct_io=True)

@@ -125,22 +125,23 @@ def mounted_ext4(tmp_path: Path, loopdev: Callable[..., str], mount: Callable[..
 
 
 @pytest.fixture
-def bad_sectors(tmp_path: Path) -> Iterator[Callable[[Path, int, int], Path]]:
-    """bad_sectors(backing, start, end) -> a file reading like backing but failing with EIO in
-    [start, end); served by FUSE, unmounted at teardown."""
+def bad_sectors(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """bad_sectors(backing, start, end, open_errno="") -> a file reading like backing but failing
+    with EIO in [start, end) (or failing to open with open_errno, 'EPERM'); served by FUSE,
+    unmounted at teardown."""
     import time
 
     servers: list[tuple[subprocess.Popen[bytes], Path]] = []
 
-    def serve(backing: Path, start: int, end: int) -> Path:
+    def serve(backing: Path, start: int, end: int, open_errno: str = "") -> Path:
         where = tmp_path / f"bad{len(servers)}"
         where.mkdir()
-        p = subprocess.Popen(
-            [PYTHON, "-m", "tests.badsectors", str(backing), str(where), str(start), str(end)], cwd=Path(__file__).parents[1]
-        )
+        args = [str(backing), str(where), str(start), str(end), *([open_errno] if open_errno else [])]
+        p = subprocess.Popen([PYTHON, "-m", "tests.badsectors", *args], cwd=Path(__file__).parents[1])
         servers.append((p, where))
-        for _ in range(100):
-            if (where / "disk.img").exists():
+        deadline = time.monotonic() + 120  # a bound, not a timing: it ends when the file appears
+        while time.monotonic() < deadline and p.poll() is None:
+            if os.path.ismount(where):
                 return where / "disk.img"
             time.sleep(0.05)
         raise RuntimeError("the bad-sector FUSE server did not start")

@@ -110,9 +110,20 @@ def test_unreadable_source(cli: Callable[..., Result], repo: Path, tmp_path: Pat
     assert json.loads(cli("snapshots", "--json", repo=repo).out) == []
 
 
+def test_a_source_that_refuses_root_names_the_real_cause(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, bad_sectors: Callable[..., Path]
+) -> None:
+    """EPERM to root (a hypervisor's or container's device policy; here a FUSE file that refuses
+    the open): never 'run as root' to root."""
+    backing = tmp_path / "disk.img"
+    write_image(backing, 2 << 20)
+    r = cli("backup", str(bad_sectors(backing, 0, 0, "EPERM")), repo=repo)
+    assert r.code == 30 and "refused even root (EPERM" in r.err and "run as root" not in r.err, r.err
+
+
 @pytest.mark.parametrize("kind", ["file", "device"])
 def test_unreadable_sector_names_the_byte_and_commits_nothing(  # type: ignore[no-untyped-def]
-    cli: Callable[..., Result], repo: Path, tmp_path: Path, bad_sectors: Callable[[Path, int, int], Path], loopdev, kind: str
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, bad_sectors: Callable[..., Path], loopdev, kind: str
 ) -> None:
     """A file is read through the page cache; a device with O_DIRECT, by threads reading ahead
     of the workers: the error must come through either way, and stop every thread."""
@@ -143,6 +154,21 @@ def test_target_refusals(cli: Callable[..., Result], repo: Path, tmp_path: Path,
     assert cli("restore", "latest", dev, "--force", "--verify", repo=repo).code == 0
     with open(dev, "rb") as f:
         assert f.read(16 << 20) == src.read_bytes()
+    # a target another program holds open (not exclusively) is refused, named, and left alone
+    import subprocess
+
+    with open(dev, "r+b") as held:
+        held.write(b"unchanged")
+        held.flush()
+        holder = subprocess.Popen(["sleep", "600"], stdin=held)
+    try:
+        r = cli("restore", "latest", dev, "--force", repo=repo)
+        assert r.code == 43 and f"open in pid {holder.pid} (sleep)" in r.err, r.err
+    finally:
+        holder.kill()
+        holder.wait()
+    with open(dev, "rb") as f:
+        assert f.read(9) == b"unchanged"
     # a mounted target is refused
     sh("mkfs.ext4", "-q", "-F", dev)
     mnt = mount(dev, tmp_path / "m")

@@ -23,7 +23,10 @@ def partition_loop(image: Path, number: int) -> str:
 
 def test_make_disk_round_trip_incremental_and_all_blocks(cli: Callable[..., Result], repo: Path, tmp_path: Path, mount) -> None:  # type: ignore[no-untyped-def]
     day0, day1 = tmp_path / "day0.img", tmp_path / "day1.img"
-    subprocess.run([str(BENCH / "make-disk"), str(day0), "2048"], check=True, capture_output=True)
+    made = subprocess.run([str(BENCH / "make-disk"), str(day0), "2048"], check=True, capture_output=True, text=True)
+    # the README's first command: only its own one line, no tool's noise (mtools' geometry warning)
+    assert made.stderr.endswith("\n") and len(made.stderr.splitlines()) == 1, made.stderr
+    assert "geometry" not in made.stderr
     sh("cp", "--sparse=always", str(day0), str(day1))
     subprocess.run([str(BENCH / "mutate-disk"), str(day1), "1"], check=True, capture_output=True)
     first = json.loads(cli("backup", str(day0), "--json", repo=repo).out)

@@ -108,3 +108,19 @@ def test_progress_goes_to_a_log_as_plain_lines(
     assert lines and all(re.search(r": \d+% \(.+ of 8\.0 MiB\), .+/s, about \d+ (s|min) left$", line) for line in lines), r.err
     assert "100% (8.0 MiB of 8.0 MiB)" in lines[-1]
     assert not [line for line in cli("backup", str(src), "-q", repo=repo).err.splitlines() if "%" in line]  # --quiet: none
+
+
+def test_the_backup_summary_and_show_count_the_same(cli: Callable[..., Result], repo: Path, tmp_path: Path) -> None:
+    src = tmp_path / "disk.img"
+    data = bytearray(write_image(src, 12 << 20))
+    assert cli("backup", str(src), repo=repo).code == 0
+    data[5 << 20 : (5 << 20) + 4096] = os.urandom(4096)  # a small increment: its chunk map costs more than it
+    src.write_bytes(bytes(data))
+    done = cli("backup", str(src), "--json", repo=repo)
+    summary = json.loads(done.out)
+    shown = json.loads(cli("show", summary["snapshot_id"], "--json", repo=repo).out)
+    for key in ("new_chunks", "new_bytes", "stored_bytes"):
+        assert summary[key] == shown["stats"][key], key
+    assert summary["new_chunks"] == 1 and summary["map_stored_bytes"] > 0  # said apart, not added in
+    text = cli("backup", str(src), repo=repo).out
+    assert "new 0 B in 0 chunks, stored 0 B" in text, text

@@ -8,7 +8,7 @@ from typing import Any
 from liferaft.cli import render
 from liferaft.cli.context import Context
 from liferaft.cli.render import BarProgress
-from liferaft.ops.backup import backup
+from liferaft.ops.backup import backup, stdin_source
 from liferaft.source import providers
 from liferaft.source.options import LiveOptions
 
@@ -17,7 +17,11 @@ DEFAULTS = LiveOptions()
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("backup", parents=[common], help="back up a block device or disk image file")
-    p.add_argument("source", help="block device (e.g. /dev/sdb) or disk image file")
+    p.add_argument(
+        "source",
+        help="block device (e.g. /dev/sdb), disk image file, a mountpoint (its device), or - for standard input "
+        "(a redirected device or file is read in place; a stream is spooled, sparse, into --spool DIR first)",
+    )
     p.add_argument(
         "--provider",
         default="auto",
@@ -68,11 +72,20 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
         help="S3 Object Lock: the server refuses to delete what this backup writes for N days "
         "(default: the repository's setting)",
     )
+    p.add_argument("--as", dest="record_as", metavar="NAME", help="the source the snapshot names (for -: default 'stdin')")
+    p.add_argument("--spool", metavar="DIR", help="where a stream on standard input is spooled (default: the temp folder)")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    if args.source != "-":
+        return _run(args, ctx, args.source, args.record_as)
+    with stdin_source(args.spool, BarProgress(ctx.err, not args.quiet)) as (path, spooled):
+        return _run(args, ctx, path, args.record_as or ("stdin" if spooled else None), "plain" if spooled else None)
+
+
+def _run(args: argparse.Namespace, ctx: Context, source: str, record_as: str | None, provider: str | None = None) -> int:
     with ctx.open(create_default=True) as repo:
         options = LiveOptions(
             max_freeze=args.max_freeze,
@@ -84,7 +97,10 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         )
         bar = BarProgress(ctx.err, not args.quiet)
         lock_s = args.lock_days * 86400 if args.lock_days is not None else None
-        r = backup(repo, args.source, args.provider, bar, all_blocks=args.all_blocks, live=options, host=args.host, lock_s=lock_s)
+        r = backup(
+            repo, source, provider or args.provider, bar, all_blocks=args.all_blocks, live=options, host=args.host,
+            lock_s=lock_s, record_as=record_as,
+        )  # fmt: skip
     if ctx.json:
         render.print_json(r.as_dict())
         return 0
@@ -95,7 +111,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         f"  imaged in {r.seconds:.1f} s ({render.size(rate)}/s of disk); read {render.size(r.bytes_read)}; "
         f"{render.count(r.zero_chunks, 'zero chunk')}, {render.count(r.free_chunks, 'free chunk')} (not read); "
         f"new {render.size(r.new_bytes)} in {render.count(r.new_chunks, 'chunk')}, "
-        f"stored {render.size(r.stored_bytes)}" + (f" ({r.stored_bytes / r.new_bytes:.0%} of new)" if r.new_bytes else ""),
+        f"stored {render.size(r.stored_bytes)}"
+        + (f" ({r.stored_bytes / r.new_bytes:.0%} of new)" if r.new_bytes else "")
+        + (f", and {render.size(r.map_stored_bytes)} of chunk map" if r.map_stored_bytes else ""),
         highlight=False,
     )
     if r.live:

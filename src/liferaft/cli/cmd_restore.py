@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -13,13 +14,15 @@ from liferaft.cli.render import BarProgress
 from liferaft.errors import UsageError
 from liferaft.ops import fsck
 from liferaft.ops.resize import restore_resized
-from liferaft.ops.restore import restore
+from liferaft.ops.restore import restore, stream
 
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("restore", parents=[common], help="restore a snapshot to an image file or block device")
     p.add_argument("snapshot", help="'latest' or a snapshot id prefix")
-    p.add_argument("target", help="image file (created sparse) or block device (not mounted)")
+    p.add_argument(
+        "target", help="image file (created sparse), block device (not mounted), or - for standard output (a raw stream)"
+    )
     add_selection(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing file; restore into the start of a larger device")
     p.add_argument("--verify", action="store_true", help="read the target back and check it against the backup's image digest")
@@ -45,6 +48,10 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.target.strip():
+        raise UsageError("give a target: an image file, a block device, or - for standard output")
+    if args.target == "-":
+        return run_stream(args, ctx)
     with ctx.open() as repo:
         bar = BarProgress(ctx.err, not args.quiet)
         sid = ctx.snapshot(repo, args.snapshot)
@@ -75,4 +82,20 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.print(f"  fsck partition {c.number or '-'} ({c.filesystem}): {c.verdict}", highlight=False, markup=False)
     for note in r.notes:
         ctx.note(note)
+    return 0
+
+
+def run_stream(args: argparse.Namespace, ctx: Context) -> int:
+    """restore SNAPSHOT -: the raw image on standard output; what it did goes to stderr."""
+    given = [o for o, on in (("--verify", args.verify), ("--fsck", args.fsck), ("--delta", args.delta), ("--grow", args.grow),
+                             ("--shrink", args.shrink), ("--size", args.size), ("--json", args.json)) if on]  # fmt: skip
+    if given:
+        raise UsageError(f"{', '.join(given)} cannot go with a stream to standard output (-)")
+    if sys.stdout.isatty():
+        raise UsageError("standard output is a terminal: pipe the image into a file, dd, ssh or zstd")
+    with ctx.open() as repo:
+        sid = ctx.snapshot(repo, args.snapshot)
+        r = stream(repo, sid, sys.stdout.fileno(), BarProgress(ctx.err, not args.quiet), partition=args.partition)
+    what = f"partition {r.partition} of {r.snapshot_id[:12]}" if r.partition is not None else r.snapshot_id[:12]
+    ctx.err.print(f"streamed {what}: {render.size(r.size)} in {r.seconds:.1f} s", highlight=False, markup=False)
     return 0

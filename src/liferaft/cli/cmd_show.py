@@ -8,7 +8,7 @@ from typing import Any
 
 from liferaft.cli import render
 from liferaft.cli.context import Context, add_selection
-from liferaft.format.layout import DiskLayout
+from liferaft.format.layout import DiskLayout, type_name
 from liferaft.ops.snapshots import show
 
 
@@ -56,7 +56,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     render.size(r.start),
                     render.size(r.size),
                     p.name if p else "",
-                    p.type if p else "",
+                    type_name(p.type) if p else "",
                     r.filesystem or "?",
                     r.label,
                     r.uuid,
@@ -64,7 +64,19 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     r.imaged,
                 ]
             )
-        render.table(ctx.out, ["#", "start", "size", "name", "type", "fs", "label", "uuid", "used", "imaged"], rows)
+        columns = [
+            render.Column("#"),
+            render.Column("start", right=True, drop=3),
+            render.Column("size", right=True),
+            render.Column("name", drop=4),
+            render.Column("type", wrap=True),
+            render.Column("fs"),
+            render.Column("label", drop=2),
+            render.Column("uuid", drop=5),
+            render.Column("used", right=True),
+            render.Column("imaged", drop=1),
+        ]
+        render.table(ctx.out, columns, rows)
         for r in disk.regions:
             for what in (r.recovery, r.note):
                 if what:

@@ -14,6 +14,7 @@ from rich.console import Console
 from liferaft import __version__
 from liferaft.cli import (
     cmd_backup,
+    cmd_bundle,
     cmd_copy,
     cmd_forget,
     cmd_gc,
@@ -44,6 +45,7 @@ COMMANDS = [
     cmd_settings,
     cmd_key,
     cmd_track,
+    cmd_bundle,
 ]
 
 

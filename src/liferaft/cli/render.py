@@ -13,7 +13,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TaskID, TextColumn, TimeRemainingColumn, TransferSpeedColumn
+from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, TextColumn, TimeRemainingColumn
+from rich.text import Text
 
 from liferaft.errors import UsageError
 
@@ -172,6 +173,22 @@ LOG_EVERY_S = 60.0
 """How often a progress line goes to a log (stderr not a terminal)."""
 
 
+class _Done(ProgressColumn):
+    """'1.2 GiB of 4.0 GiB', in the units of every summary (``size``)."""
+
+    def render(self, task: Task) -> Text:
+        done = size(task.completed)
+        return Text(f"{done} of {size(task.total)}" if task.total else done, style="progress.download")
+
+
+class _Rate(ProgressColumn):
+    """'212.4 MiB/s', in the same units."""
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{size(speed)}/s" if speed else "", style="progress.data.speed")
+
+
 class BarProgress:
     """The ops Progress protocol on stderr: a rich bar (bytes, throughput, ETA) on a terminal; on a
     log (cron, a systemd unit) one plain line every LOG_EVERY_S, so that a backup running for
@@ -199,14 +216,14 @@ class BarProgress:
         self._bar = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
-            DownloadColumn(binary_units=True),
-            TransferSpeedColumn(),
+            _Done(),
+            _Rate(),
             TimeRemainingColumn(),
             console=self._console,
             transient=True,
         )
         self._bar.start()
-        self._task = self._bar.add_task(what, total=total_bytes)
+        self._task = self._bar.add_task(what, total=total_bytes or None)
 
     def advance(self, nbytes: int) -> None:
         if self._bar is not None and self._task is not None:
@@ -225,6 +242,8 @@ class BarProgress:
         rate = self._done / max(now - started, 1e-9)
         left = (total - self._done) / rate if rate else 0.0
         eta = f"{left / 60:.0f} min" if left >= 90 else f"{left:.0f} s"
+        if not total:  # a stream: how much, how fast
+            return f"{what}: {size(self._done)}, {size(rate)}/s"
         return f"{what}: {self._done / max(total, 1):.0%} ({size(self._done)} of {size(total)}), {size(rate)}/s, about {eta} left"
 
     def finish(self) -> None:

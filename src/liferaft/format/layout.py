@@ -18,6 +18,45 @@ EXTENDED_TYPES = frozenset(f"0x{t:02x}" for t in EXTENDED_MBR_TYPES)
 TABLES = ("gpt", "mbr")
 
 
+TYPE_NAMES = {
+    "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI System",
+    "21686148-6449-6e6f-744e-656564454649": "BIOS boot",
+    "0fc63daf-8483-4772-8e79-3d69d8477de4": "Linux filesystem",
+    "4f68bce3-e8cd-4db1-96e7-fbcaf984b709": "Linux root (x86-64)",
+    "933ac7e1-2eb4-4f13-b844-0e14e2aef915": "Linux home",
+    "bc13c2ff-59e6-4262-a352-b275fd6f7172": "Linux extended boot",
+    "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f": "Linux swap",
+    "e6d6d379-f507-44c2-a23c-238f2a3df928": "Linux LVM",
+    "a19d880f-05fc-4d3b-a006-743f0f84911e": "Linux RAID",
+    "ebd0a0a2-b9e5-4433-87c0-68b6b72699c7": "Microsoft basic data",
+    "e3c9e316-0b5c-4db8-817d-f92df00215ae": "Microsoft reserved",
+    "de94bba4-06d1-4d40-a16a-bfd50179d6ac": "Windows recovery",
+    "0x01": "FAT12",
+    "0x04": "FAT16 <32M",
+    "0x05": "Extended",
+    "0x06": "FAT16",
+    "0x07": "HPFS/NTFS/exFAT",
+    "0x0b": "W95 FAT32",
+    "0x0c": "W95 FAT32 (LBA)",
+    "0x0e": "W95 FAT16 (LBA)",
+    "0x0f": "W95 Extended (LBA)",
+    "0x27": "Hidden NTFS (recovery)",
+    "0x82": "Linux swap",
+    "0x83": "Linux",
+    "0x85": "Linux extended",
+    "0x8e": "Linux LVM",
+    "0xee": "GPT protective",
+    "0xef": "EFI (FAT)",
+    "0xfd": "Linux RAID",
+}
+"""Partition type names as fdisk shows them: GPT type GUIDs and MBR type bytes."""
+
+
+def type_name(kind: str) -> str:
+    """A partition type's name ('EFI System'); an unknown one as it is recorded."""
+    return TYPE_NAMES.get(kind.lower(), kind)
+
+
 def _build(cls: type[Any], obj: object) -> Any:
     data = obj if isinstance(obj, dict) else {}
     names = {f.name for f in fields(cls)}

@@ -9,12 +9,16 @@ dedup). The chunk map is written as deduplicated metadata pieces, then the snaps
 from __future__ import annotations
 
 import os
+import stat
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any, cast
 
 from liferaft.disk.imaging import Plan, Region, chunk_free, make_plan
-from liferaft.errors import Interrupted
+from liferaft.errors import Interrupted, SourceUnreadable, UsageError
 from liferaft.format.layout import DiskLayout, RegionRecord
 from liferaft.ops.cancel import Cancel, check
 from liferaft.ops.imager import Imager
@@ -51,6 +55,9 @@ class BackupResult:
     notes: list[str] = field(default_factory=list)
     consistency: str = CLEAN
     """CLEAN (frozen and flushed, or never in use) or CRASH (as after a power cut)."""
+    map_stored_bytes: int = 0
+    """Stored for the snapshot's chunk map (its new pieces); the counts above are of the
+    image's chunks alone, as ``show`` has them."""
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -67,12 +74,14 @@ def backup(
     cancel: Cancel | None = None,
     host: str | None = None,
     lock_s: float | None = None,
+    record_as: str | None = None,
 ) -> BackupResult:
     """Image source into the repository. provider 'auto' takes freeze_trace when filesystems of
     the source are mounted, plain otherwise. Unless all_blocks, free filesystem blocks are
     neither read nor stored (they restore as zeros). cancel: another thread may stop the backup
     (Interrupted, nothing committed). host: the host name recorded (default: this machine's);
-    lock_s: Object Lock retention of what it writes (None: the repository's setting)."""
+    lock_s: Object Lock retention of what it writes (None: the repository's setting);
+    record_as: the source the snapshot names, when not the path read (a spooled stream)."""
     progress = progress or NoProgress()
     started = time.monotonic()
     options = live or LiveOptions()
@@ -118,7 +127,7 @@ def backup(
             if consistency == CRASH:
                 options.notes.append(_crash_note(name, plan))
             check(cancel)  # the last moment to stop: the commit is not interrupted half way
-            sid = im.commit(name, stats, layout_record(plan, consistency), source)
+            sid = im.commit(name, stats, layout_record(plan, consistency), record_as or source)
         except BaseException as exc:
             im.abort()
             if isinstance(exc, KeyboardInterrupt):
@@ -130,22 +139,68 @@ def backup(
         view.close()
     return BackupResult(
         snapshot_id=sid,
-        source=source,
+        source=record_as or source,
         provider=name,
         size=im.size,
         chunks=im.count,
         zero_chunks=zero,
         free_chunks=free,
-        new_chunks=im.writer.new_chunks,
+        new_chunks=stats["new_chunks"],
         bytes_read=im.bytes_read,
-        new_bytes=im.writer.new_bytes,
-        stored_bytes=im.writer.stored_bytes,
+        new_bytes=stats["new_bytes"],
+        stored_bytes=stats["stored_bytes"],
+        map_stored_bytes=im.writer.stored_bytes - stats["stored_bytes"],
         seconds=time.monotonic() - started,
         partitions=[asdict(_region(r)) for r in plan.regions],
         live=live_record,
         notes=list(options.notes),
         consistency=consistency,
     )
+
+
+@contextmanager
+def stdin_source(spool_dir: str | None = None, progress: Progress | None = None) -> Iterator[tuple[str, bool]]:
+    """``backup -``: standard input as a source, (path, spooled). A file or device redirected
+    in (``< /dev/sda``) is read where it is; a stream (``ssh host cat /dev/sda |``) is first
+    spooled into a sparse file in spool_dir (zero MiBs become holes, so it costs the disk's used
+    space), which is removed afterwards."""
+    st = os.fstat(0)
+    if stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        yield os.readlink("/proc/self/fd/0"), False
+        return
+    if os.isatty(0):
+        raise UsageError("standard input is a terminal: pipe or redirect a disk image into `liferaft backup -`")
+    progress = progress or NoProgress()
+    block = 1 << 20
+    with tempfile.NamedTemporaryFile(dir=spool_dir, prefix="liferaft-stdin-", suffix=".img") as spool:
+        zero, size = bytes(block), 0
+        progress.start("spooling standard input", 0)
+        try:
+            while data := _read_full(0, block):
+                if data != zero[: len(data)]:
+                    os.pwrite(spool.fileno(), data, size)
+                size += len(data)
+                progress.advance(len(data))
+        except OSError as exc:
+            raise SourceUnreadable(path="standard input", detail=exc.strerror or str(exc)) from None
+        finally:
+            progress.finish()
+        if size == 0:
+            raise SourceUnreadable(path="standard input", detail="it was empty")
+        os.ftruncate(spool.fileno(), size)
+        yield spool.name, True
+
+
+def _read_full(fd: int, n: int) -> bytes:
+    """Up to n bytes from a pipe: fewer only at its end."""
+    parts, got = [], 0
+    while got < n:
+        data = os.read(fd, n - got)
+        if not data:
+            break
+        parts.append(data)
+        got += len(data)
+    return b"".join(parts)
 
 
 def _crash_note(provider: str, plan: Plan) -> str:

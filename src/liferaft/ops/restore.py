@@ -12,13 +12,14 @@ compares it with the one the backup recorded.
 
 from __future__ import annotations
 
+import os
 import time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from liferaft.errors import Interrupted, UsageError, VerifyFailed
+from liferaft.errors import Interrupted, TargetError, UsageError, VerifyFailed
 from liferaft.format import FREE_ID, UNSTORED, ZERO_ID, ChunkId
 from liferaft.format.snapshot import Snapshot
 from liferaft.ops.cancel import Cancel
@@ -103,6 +104,59 @@ def restore(
         sid, target, hi - lo, partition, stats["read"], stats["written"], stats["zero"], stats["free"],
         stats["bytes"], verify, time.monotonic() - started, notes,
     )  # fmt: skip
+
+
+def stream(
+    repo: Repository, name: str, out: int, progress: Progress | None = None, workers: int | None = None,
+    partition: int | None = None, cancel: Cancel | None = None,
+) -> RestoreResult:  # fmt: skip
+    """The image (or one partition) as a raw stream, in order, to the file descriptor out (a
+    pipe into ``ssh host dd of=/dev/sda``, or zstd): free and zero chunks become zeros, since a
+    stream has no holes. Its chunks are fetched ahead in parallel and written in order."""
+    progress = progress or NoProgress()
+    started = time.monotonic()
+    sid = select(repo, name)
+    snap = repo.load_snapshot(sid)
+    lo, hi = (0, snap.size) if partition is None else partition_range(snap, partition)
+    counts = {"written": 0, "zero": 0, "free": 0}
+    with SnapshotImage(repo, snap) as image:
+
+        def fetch(run: list[_Job]) -> tuple[list[_Job], list[bytes]]:
+            stored = image.fetch_run([j.cid for j in run]) if len(run) > 1 and run[0].cid not in UNSTORED else [None] * len(run)
+            parts = []
+            for job, data in zip(run, stored, strict=True):
+                if job.cid in UNSTORED:
+                    parts.append(bytes(job.hi - job.lo))
+                else:
+                    parts.append(image.span(job.index, job.lo, job.hi, job.cid, data))
+            return run, parts
+
+        progress.start("restore to standard output", hi - lo)
+        try:
+            runs = image.runs(_jobs(image, lo, hi), lambda job: job.cid)
+            pool = workers or default_workers() + 2
+            for run, parts in ordered_map(fetch, runs, pool, window=2 * pool, cancel=cancel):
+                for job, data in zip(run, parts, strict=True):
+                    _write_all(out, data)
+                    kind = "free" if job.cid == FREE_ID else "zero" if job.cid == ZERO_ID else "written"
+                    counts[kind] += 1
+                    progress.advance(len(data))
+        except BrokenPipeError:
+            raise TargetError(path="standard output", detail="the reading end of the pipe closed") from None
+        except (KeyboardInterrupt, Interrupted):
+            raise Interrupted("the stream is incomplete") from None
+        finally:
+            progress.finish()
+    return RestoreResult(
+        sid, "-", hi - lo, partition, 0, counts["written"], counts["zero"], counts["free"], hi - lo, False,
+        time.monotonic() - started, (),
+    )  # fmt: skip
+
+
+def _write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view) :]
 
 
 def kernel_view(target: str, snap: Snapshot) -> tuple[str, ...]:

@@ -52,6 +52,18 @@ class ChunkSource(Protocol):
     def is_hole(self, index: int) -> bool: ...
 
 
+def _refused(exc: PermissionError) -> str:
+    """What a refused open means: to a user, that root may read it; to root, what refuses root."""
+    code = errno.errorcode.get(exc.errno or 0, "EPERM")
+    if os.geteuid() != 0:
+        return f"permission denied ({code}): run as root, or as a user allowed to read it (the disk group)"
+    return (
+        f"the system refused even root ({code}: {exc.strerror}): a container's or a hypervisor's device policy, "
+        "a security module (AppArmor, SELinux), or a filesystem that refuses the open (FUSE) does this; "
+        "see `dmesg` and the host's settings"
+    )
+
+
 class SourceReader:
     """Positional reads of fixed-size chunks; thread-safe (one aligned buffer per thread)."""
 
@@ -67,8 +79,8 @@ class SourceReader:
             self.fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC | (os.O_DIRECT if is_device else 0))
         except FileNotFoundError:
             raise SourceUnreadable(path=path, detail="no such file or device") from None
-        except PermissionError:
-            raise SourceUnreadable(path=path, detail="permission denied (run as root for devices)") from None
+        except PermissionError as exc:
+            raise SourceUnreadable(path=path, detail=_refused(exc)) from None
         except OSError as exc:
             raise SourceUnreadable(path=path, detail=exc.strerror or str(exc)) from None
         self.is_device = is_device

@@ -203,3 +203,39 @@ def in_use(path: str | os.PathLike[str]) -> str | None:
     if os.path.realpath(p) in _swaps():
         return "active swap"
     return None
+
+
+def openers(path: str | os.PathLike[str]) -> list[str]:
+    """The other processes that hold path open ('pid 812 (dd)'), found through /proc/*/fd: a
+    block device by its device number (any of its names), a file by its inode."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return []
+    device = stat.S_ISBLK(st.st_mode)
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit() or int(proc.name) == os.getpid():
+            continue
+        try:
+            fds = list((proc / "fd").iterdir())
+        except OSError:
+            continue  # gone, or not ours to see
+        for fd in fds:
+            try:
+                other = os.stat(fd)
+            except OSError:
+                continue
+            same = (
+                other.st_rdev == st.st_rdev and stat.S_ISBLK(other.st_mode)
+                if device
+                else ((other.st_dev, other.st_ino) == (st.st_dev, st.st_ino))
+            )
+            if same:
+                try:
+                    name = (proc / "comm").read_text().strip()
+                except OSError:
+                    name = "?"
+                found.append(f"pid {proc.name} ({name})")
+                break
+    return found

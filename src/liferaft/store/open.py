@@ -20,7 +20,6 @@ from liferaft.store.local import LocalStore
 from liferaft.store.memory import MemoryStore
 from liferaft.store.retry import RetryStore
 
-
 RETRY_ENV = "LIFERAFT_STORE_RETRY_S"
 RETRY_DEADLINE_S = 300.0
 

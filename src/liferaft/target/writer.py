@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 from liferaft.errors import Interrupted, LiferaftError, TargetError, TargetExists, TargetInUse, TargetLarger, TargetTooSmall
 from liferaft.source.device import size_of
 from liferaft.source.linux import kernel
-from liferaft.source.usage import in_use
+from liferaft.source.usage import in_use, openers
 from liferaft.target.writeback import WritebackFailed, WriteBehind
 
 ZERO_BLOCK = bytes(1 << 20)
@@ -173,6 +173,10 @@ class TargetWriter:
         holder = in_use(self.path)
         if holder is not None:
             raise TargetInUse(path=self.path, detail=holder)
+        users = openers(self.path)
+        if users:  # a program reading or writing it would see a disk change under it, or change it back
+            shown = ", ".join(users[:3]) + (f" and {len(users) - 3} more" if len(users) > 3 else "")
+            raise TargetInUse(path=self.path, detail=f"open in {shown}")
         try:
             self.fd = os.open(self.path, os.O_WRONLY | os.O_EXCL | os.O_CLOEXEC)
         except OSError as exc:
