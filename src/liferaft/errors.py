@@ -242,6 +242,12 @@ class VerifyFailed(LiferaftError):
     exit_code = 50
 
 
+class VerifyHealed(LiferaftError):
+    """damage was found or recorded, but every snapshot has all its data ({detail}); the storage may be failing: check it"""
+
+    exit_code = 52
+
+
 class FsckFailed(LiferaftError):
     """the restored partition {partition} ({fs}) is not clean: {detail}; the target holds the image as it was backed up (check the source's filesystem, or restore an older snapshot)"""
 

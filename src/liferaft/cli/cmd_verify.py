@@ -8,8 +8,8 @@ from typing import Any
 from liferaft.cli import render
 from liferaft.cli.context import Context, add_selection
 from liferaft.cli.render import BarProgress
-from liferaft.errors import UsageError, VerifyFailed
-from liferaft.ops.verify import verify
+from liferaft.errors import UsageError, VerifyFailed, VerifyHealed
+from liferaft.ops.verify import CLEAN, DAMAGED, HEALED, VerifyResult, verify
 
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -32,18 +32,49 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         render.print_json(r.as_dict())
     else:
-        for e in r.errors:
-            ctx.out.print(f"error: {e}", highlight=False, markup=False)
-        what = f"{render.count(r.snapshots, 'snapshot')}, {render.count(r.chunks, 'chunk reference')}"
-        if args.read_data:
-            what += f", {render.count(r.packs, 'pack')} ({render.size(r.bytes_read)}) read"
-        errors = render.count(len(r.errors), "error")
-        ctx.out.print(f"{'ok' if r.ok else 'FAILED'}: {what}; {errors}, {r.seconds:.1f} s", highlight=False)
-        if r.unreferenced_packs:
-            ctx.out.print(
-                f"{render.count(r.unreferenced_packs, 'pack')} not in any index: from a backup still running, "
-                "or one interrupted (not an error)"
-            )
-    if not r.ok:
-        raise VerifyFailed(f"{len(r.errors)} problems found")
+        _print(ctx, r, args.read_data)
+    if r.status == DAMAGED:
+        lost = sum(loss.bytes for loss in r.lost)
+        raise VerifyFailed(
+            f"{render.count(len(r.lost), 'snapshot')} lack {render.size(lost)}; {len(r.found) + len(r.errors)} problems found"
+        )
+    if r.status == HEALED:
+        what = [f"{r.damaged} damaged chunks, {r.healed} of them stored again since"] if r.damaged else []
+        what += [f"{len(r.unreadable)} unreadable index deltas; `liferaft repair` writes them anew"] if r.unreadable else []
+        raise VerifyHealed("; ".join(what))
     return 0
+
+
+def _print(ctx: Context, r: VerifyResult, read_data: bool) -> None:
+    for e in r.errors:
+        ctx.out.print(f"error: {e}", highlight=False, markup=False)
+    for e in r.found:
+        ctx.out.print(f"damaged: {e}", highlight=False, markup=False)
+    for loss in r.lost:
+        shown = ", ".join(f"{render.size(a)}-{render.size(b)}" for a, b in loss.ranges[:4])
+        more = f" and {len(loss.ranges) - 4} more ranges" if len(loss.ranges) > 4 else ""
+        ctx.out.print(
+            f"lost: snapshot {loss.snapshot_id[:12]} ({loss.hostname}:{loss.source}) lacks {render.size(loss.bytes)} "
+            f"in {render.count(loss.chunks, 'chunk')}, at {shown}{more}, in {', '.join(loss.partitions) or 'its image'}; "
+            "a new backup of that source stores them again",
+            highlight=False,
+            markup=False,
+        )
+    for note in r.notes:
+        ctx.note(note)
+    what = f"{render.count(r.snapshots, 'snapshot')}, {render.count(r.chunks, 'chunk reference')}"
+    if read_data:
+        what += f", {render.count(r.packs, 'pack')} ({render.size(r.bytes_read)}) read"
+    if r.damaged:
+        what += f"; {r.damaged} damaged chunks, {r.healed} healed"
+    word = {CLEAN: "ok", HEALED: "ok (healed)", DAMAGED: "FAILED"}[r.status]
+    ctx.out.print(f"{word}: {what}; {render.count(len(r.errors), 'error')}, {r.seconds:.1f} s", highlight=False)
+    if r.recorded:
+        ctx.out.print(
+            f"the damage is recorded ({r.recorded}): the next backup of each source stores those chunks again", highlight=False
+        )
+    if r.unreferenced_packs:
+        ctx.out.print(
+            f"{render.count(r.unreferenced_packs, 'pack')} not in any index: from a backup still running, "
+            "or one interrupted (not an error)"
+        )

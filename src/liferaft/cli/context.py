@@ -7,7 +7,7 @@ import getpass
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.console import Console
@@ -78,6 +78,7 @@ class Context:
     out: Console
     err: Console
     defaults: Defaults
+    opened: list[Repository] = field(default_factory=list)
 
     @property
     def json(self) -> bool:
@@ -90,6 +91,15 @@ class Context:
     @property
     def selection(self) -> Selection:
         return Selection(getattr(self.args, "source", None), getattr(self.args, "host", None))
+
+    def warn_left_out(self) -> None:
+        """Warn about what the repositories opened left out (each thing once)."""
+        seen: set[str] = set()
+        for repo in self.opened:
+            for message in repo.warnings:
+                if message not in seen:
+                    seen.add(message)
+                    self.warn(message)
 
     def note(self, message: str) -> None:
         """A note on stderr, as plain text (paths may hold [brackets], which rich would read)."""
@@ -129,7 +139,13 @@ class Context:
 
     def open(self, create_default: bool = False) -> Repository:
         """The repository named by --repo / LIFERAFT_REPO, else the embedded default. Where the
-        location holds no repository, that is said before any password is asked for."""
+        location holds no repository, that is said before any password is asked for. What it
+        leaves out on the way (stray objects, unreadable deltas) is warned about at the end."""
+        repo = self._open(create_default)
+        self.opened.append(repo)
+        return repo
+
+    def _open(self, create_default: bool) -> Repository:
         if not self.default_named:
             assert self.location is not None
             return open_repository(self.location, self.require_password)

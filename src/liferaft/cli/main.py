@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     # on a pipe or file, do not cut tables and lines at 80 columns
-    out = Console(width=None if sys.stdout.isatty() else 200)
+    out = Console(width=None if sys.stdout.isatty() else 200, soft_wrap=True)  # a line is never broken for width
     err = Console(stderr=True, width=None if sys.stderr.isatty() else 200, soft_wrap=True)  # messages stay one line
     ctx = Context(args, out, err, Defaults.for_user())
     # SIGTERM (systemd stop) and SIGHUP (a closed ssh session) end a run as Ctrl-C does: cleanly,
@@ -107,6 +107,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     finally:
+        ctx.warn_left_out()
         for sig, handler in previous.items():
             if handler is not None:
                 signal.signal(sig, handler)

@@ -144,6 +144,11 @@ def _run(
         try:
             # the packs are listed after the deltas: a delta is written only after its packs, so
             # every pack the index names was there before this listing began
+            if index.unreadable:
+                raise MaintenanceAborted(
+                    f"{len(index.unreadable)} index deltas are unreadable ({', '.join(sorted(index.unreadable)[:3])}): "
+                    "nothing was deleted; run `liferaft repair` first, which rebuilds them from the packs"
+                )
             packs = {PackId(bytes.fromhex(names.leaf(o.name))): o for o in store.list(names.PACKS)}
             deltas = sorted(index.deltas())
             result.packs, result.deltas_before = len(packs), len(deltas)
@@ -252,7 +257,11 @@ def _mark(
     pieces: set[ChunkId] = set()
     marked: set[SnapshotId] = set()
 
+    lost = index.damage.cids
+
     def mark(cid: ChunkId, sid: SnapshotId) -> None:
+        if cid in lost and index.lookup(cid) is None:
+            return  # recorded damaged with no good copy: nothing of it to keep (verify names the loss)
         loc = _loc_of(repo, index, cid, sid)
         live[loc.pack] = live.get(loc.pack, 0) + loc.length
 
@@ -289,7 +298,7 @@ def _loc_of(repo: Repository, index: ChunkIndex, cid: ChunkId, sid: SnapshotId) 
     except CorruptRepository:
         raise MaintenanceAborted(
             f"snapshot {sid[:12]} references chunk {cid.hex()[:16]}, which no index delta holds: "
-            "nothing was deleted; run `liferaft verify`"
+            "nothing was deleted; run `liferaft verify --read-data`, which records what is lost, or `liferaft repair`"
         ) from None
 
 

@@ -49,7 +49,7 @@ class Imager:
         self._zero = bytes(self.chunk)
         self.zero_id = repo.ids.chunk_id(self._zero)
         self.table = bytearray(self.count * ID_SIZE)
-        self.index: ChunkIndex = repo.open_index()
+        self.index: ChunkIndex = repo.open_index(adopt=True)  # a killed run's packs are used, not stored again
         self.writer = BackupWriter(repo, self.index, command or f"backup {reader.path}", lock_s)
         self.host = host or socket.gethostname()
         self.bytes_read = 0

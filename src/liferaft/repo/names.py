@@ -10,6 +10,7 @@ SNAPSHOTS = "snapshots"
 SESSIONS = "sessions"
 CONDEMNED = "condemned"
 SETTINGS = "settings"
+DAMAGED = "damaged"
 LOCKED = (PACKS, INDEX, SNAPSHOTS)
 """What Object Lock retains: what a backup writes that a snapshot needs (sessions, condemnation
 records and settings are rewritten or removed in normal work)."""
@@ -34,6 +35,10 @@ def snapshot(snapshot_id: str) -> str:
 
 def session(session_id: bytes) -> str:
     return f"{SESSIONS}/{session_id.hex()}"
+
+
+def damaged(record_id: bytes) -> str:
+    return f"{DAMAGED}/{record_id.hex()}"
 
 
 def condemned(run_id: bytes) -> str:

@@ -20,9 +20,9 @@ from dataclasses import dataclass, field
 
 import blake3
 
-from liferaft.crypto.aead import Opener, Sealer
+from liferaft.crypto.aead import AuthenticationFailed, Opener, Sealer
 from liferaft.errors import CorruptRepository, LiferaftError
-from liferaft.format import PACK_MAGIC, ChunkId, PackId, envelope
+from liferaft.format import PACK_MAGIC, PACK_TRAILER_MAGIC, ChunkId, FormatError, PackId, envelope
 from liferaft.format import pack as fmt
 from liferaft.format.index import Location
 from liferaft.repo import names
@@ -48,6 +48,23 @@ def check_footer(opener: Opener, data: bytes | bytearray | memoryview) -> list[f
     view, sealed = fmt.split(data)
     entries = fmt.decode_footer(opener.open(sealed, FOOTER_AD))
     fmt.check_entries(entries, len(view) - fmt.TRAILER.size - len(sealed))
+    return entries
+
+
+def read_footer(store: Store, opener: Opener, name: str, size: int) -> list[fmt.PackEntry]:
+    """A stored pack's footer entries, read with two range requests (its trailer, then the
+    footer), checked to tile the blob area; CorruptRepository where they do not."""
+    try:
+        if size < fmt.HEADER_SIZE + fmt.TRAILER.size:
+            raise FormatError("pack: too short")
+        length, magic = fmt.TRAILER.unpack(store.get_range(name, size - fmt.TRAILER.size, fmt.TRAILER.size))
+        if magic != PACK_TRAILER_MAGIC or fmt.HEADER_SIZE + length > size - fmt.TRAILER.size:
+            raise FormatError("pack: bad trailer")
+        end = size - fmt.TRAILER.size
+        entries = fmt.decode_footer(opener.open(store.get_range(name, end - length, length), FOOTER_AD))
+        fmt.check_entries(entries, end - length)
+    except (AuthenticationFailed, FormatError) as exc:
+        raise CorruptRepository(f"{name}: its footer is unreadable ({exc})") from None
     return entries
 
 

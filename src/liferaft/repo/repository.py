@@ -31,14 +31,17 @@ from liferaft.errors import (
 )
 from liferaft.format import FORMAT_VERSION, KNOWN_FEATURES, ChunkId, FormatError, PackId, SnapshotId
 from liferaft.format.config import CHUNK_SIZE_DEFAULT, PACK_SIZE_DEFAULT, RepoConfig
+from liferaft.format.damage import DamageRecord
 from liferaft.format.index import Location
 from liferaft.format.keyfile import KeyRecord
 from liferaft.format.settings import RepoSettings
 from liferaft.format.snapshot import Snapshot
-from liferaft.repo import blobs, names
+from liferaft.repo import blobs, damage, names
 from liferaft.repo.index import ChunkIndex, open_index
+from liferaft.repo.listing import valid_names
 from liferaft.store.base import Store
 
+SNAPSHOT_NAME = re.compile(r"[0-9a-f]{64}")
 SETTINGS_AD = b"liferaft settings"
 SNAPSHOT_AD = b"liferaft snapshot"
 
@@ -90,6 +93,8 @@ class Repository:
         self.opener = Opener(master)
         self.ids = IdKey(master.ids)
         self.cache_dir = cache_root / config.repo_id.hex()
+        self.warnings: list[str] = []
+        """What the run left out as it went (stray objects, unreadable deltas), for messages."""
 
     # --- life cycle ---------------------------------------------------------------------------
     @classmethod
@@ -183,12 +188,29 @@ class Repository:
         self.store.delete(names.key(matches[0]))
 
     # --- index and chunks ---------------------------------------------------------------------
-    def open_index(self, cache_dir: Path | None = None, tally: dict[PackId, int] | None = None) -> ChunkIndex:
-        """tally: see ``repo.index.open_index``."""
-        return open_index(self.store, self.opener, cache_dir or self.cache_dir, tally)
+    def open_index(
+        self, cache_dir: Path | None = None, tally: dict[PackId, int] | None = None, adopt: bool = False
+    ) -> ChunkIndex:  # fmt: skip
+        """tally, adopt: see ``repo.index.open_index``; what it left out joins ``warnings``."""
+        index = open_index(self.store, self.opener, cache_dir or self.cache_dir, tally, adopt)
+        self.warnings.extend(w for w in index.warnings if w not in self.warnings)
+        return index
 
     def read_chunk(self, cid: ChunkId, loc: Location, check_id: bool = False) -> bytes:
-        return self._open(cid, loc, self.store.get_range(names.pack(loc.pack), loc.offset, loc.length), check_id)
+        return self._open(cid, loc, self._get_range(loc.pack, [cid], loc.offset, loc.length), check_id)
+
+    def _get_range(self, pack: PackId, cids: list[ChunkId], offset: int, length: int) -> bytes:
+        """A range of a pack; a pack gone is recorded as damage (the next backup stores its
+        chunks again) before the error goes on."""
+        try:
+            return self.store.get_range(names.pack(pack), offset, length)
+        except ObjectMissing:
+            self.record_damage(DamageRecord((pack,), tuple((c, pack) for c in cids), (f"pack {pack.hex()[:16]} is missing",)))
+            raise
+
+    def record_damage(self, record: DamageRecord) -> None:
+        """Remember damage found while reading (best effort: read-only media takes no record)."""
+        damage.record(self.store, Sealer(self.master), record)
 
     def read_chunks(self, run: list[tuple[ChunkId, Location]]) -> list[bytes]:
         """Chunks whose blobs lie close together in one pack, read with one request for the range
@@ -197,35 +219,50 @@ class Repository:
         assert all(loc.pack == pack for _, loc in run)
         lo = min(loc.offset for _, loc in run)
         hi = max(loc.offset + loc.length for _, loc in run)
-        data = self.store.get_range(names.pack(pack), lo, hi - lo)
+        data = self._get_range(pack, [cid for cid, _ in run], lo, hi - lo)
         return [self._open(cid, loc, data[loc.offset - lo : loc.offset - lo + loc.length]) for cid, loc in run]
 
     def _open(self, cid: ChunkId, loc: Location, blob: bytes, check_id: bool = False) -> bytes:
         try:
             data = blobs.open_chunk(self.opener, cid, blob, loc.flags, loc.raw_length)
         except (AuthenticationFailed, zstandard.ZstdError) as exc:
-            raise CorruptRepository(f"chunk {cid.hex()[:16]} in pack {loc.pack.hex()[:16]} is damaged ({exc})") from None
+            why = f"chunk {cid.hex()[:16]} in pack {loc.pack.hex()[:16]} is damaged ({exc or type(exc).__name__})"
+            self.record_damage(DamageRecord((), ((cid, loc.pack),), (why,)))
+            raise CorruptRepository(f"{why}; recorded, so the next backup of a source that holds it stores it again") from None
         if len(data) != loc.raw_length or (check_id and self.ids.chunk_id(data) != cid):
-            raise CorruptRepository(f"chunk {cid.hex()[:16]} in pack {loc.pack.hex()[:16]} does not match its id")
+            why = f"chunk {cid.hex()[:16]} in pack {loc.pack.hex()[:16]} does not match its id"
+            self.record_damage(DamageRecord((), ((cid, loc.pack),), (why,)))
+            raise CorruptRepository(f"{why}; recorded, so the next backup of a source that holds it stores it again")
         return data
 
     def locate(self, index: ChunkIndex, cid: ChunkId) -> Location:
         """Where a chunk that must exist is. Before it is called missing, the index lists the
         store again (another process's delta, a listing that lagged) and then, once, is rebuilt
-        from the deltas without its cache."""
+        from the deltas without its cache, and then the packs no delta names are read from their
+        footers (an index delta lost or unreadable)."""
         loc = index.lookup(cid)
-        for rebuild in (False, True):
-            if loc is not None:
-                return loc
-            index.refresh(rebuild)
-            loc = index.lookup(cid)
-        if loc is None:
-            raise CorruptRepository(f"chunk {cid.hex()[:16]} is not in the index")
-        return loc
+        if loc is None and not index.exhausted:
+            for step in (lambda: index.refresh(), lambda: index.refresh(True), index.adopt):
+                step()
+                loc = index.lookup(cid)
+                if loc is not None:
+                    break
+            else:
+                index.exhausted = True  # once a run: a damaged repository misses many chunks
+        if loc is not None:
+            return loc
+        if cid in index.damage.cids:
+            raise CorruptRepository(
+                f"chunk {cid.hex()[:16]} was found damaged and no good copy is left; a new backup of a source "
+                "that holds it stores it again, and `liferaft verify` names what it costs"
+            )
+        raise CorruptRepository(f"chunk {cid.hex()[:16]} is not in the index")
 
     # --- snapshots ----------------------------------------------------------------------------
     def snapshot_ids(self) -> list[SnapshotId]:
-        return [SnapshotId(names.leaf(n)) for n in list_names(self.store, names.SNAPSHOTS)]
+        """Every snapshot's id; a stray object in the folder is left out, with a warning."""
+        found = valid_names(self.store, names.SNAPSHOTS, SNAPSHOT_NAME, "snapshot", self.warnings)
+        return [SnapshotId(names.leaf(n)) for n in found]
 
     def load_snapshot(self, sid: SnapshotId) -> Snapshot:
         raw = self.store.get(names.snapshot(sid))

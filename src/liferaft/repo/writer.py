@@ -19,8 +19,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from liferaft.crypto.aead import Sealer
-from liferaft.errors import LeaseLost, StoreError
-from liferaft.format import ChunkId, SnapshotId
+from liferaft.errors import LeaseLost, ObjectMissing, StoreError
+from liferaft.format import ChunkId, PackId, SnapshotId
+from liferaft.format.damage import DamageRecord
 from liferaft.format.index import Location
 from liferaft.format.snapshot import Snapshot
 from liferaft.repo import blobs, names
@@ -48,12 +49,20 @@ class BackupWriter:
         self._claimed: set[ChunkId] = set()
         """Chunks this session stores that are in no index delta yet."""
         self._part = DeltaPart()
+        self._part_lock = threading.Lock()
+        self._adopted_used: set[ChunkId] = set()
+        """Adopted chunks this session has indexed (bounded by what was adopted)."""
         self._parts = 0
         self._lock = threading.Lock()
         self.lease = Lease(repo.store, self.sealer, command, term_s=settings.lease_term_s)
         self.lock_s = settings.lock_s if lock_s is None else lock_s
         if self.lock_s:
             repo.store.set_lock(self.lock_s, names.LOCKED)
+        self._pack_sizes = {PackId(bytes.fromhex(names.leaf(o.name))): o.size for o in repo.store.list(names.PACKS)}
+        self._gone: set[PackId] = set()
+        self._cut: set[tuple[ChunkId, PackId]] = set()
+        """Damage found on the way (packs gone; the blobs of them, or past a pack's end, that this
+        session looked for), recorded at the end."""
         self.condemned = condemned_packs(repo.store, repo.opener)
         """Packs a GC run condemned: read after the lease is written (GC lists sessions after it
         writes a record), never deduplicated against."""
@@ -64,9 +73,51 @@ class BackupWriter:
         self.stored_bytes = 0
 
     def has(self, cid: ChunkId) -> bool:
-        """Whether the repository holds the chunk in a pack that no GC run condemned."""
+        """Whether the repository holds the chunk in a pack that no GC run condemned (and that no
+        damage record names: the index leaves those out, so damaged chunks are stored again).
+        A chunk found only in a pack that no delta names (adopted from its footer: a run died
+        before it indexed it) is indexed by this session, as if it had stored it."""
         loc = self.index.lookup(cid)
-        return loc is not None and loc.pack not in self.condemned
+        if loc is None or loc.pack in self.condemned or not self._pack_holds(cid, loc):
+            return False
+        if self.index.adopted.get(cid) == loc:
+            with self._part_lock:
+                if cid not in self._adopted_used:
+                    self._adopted_used.add(cid)
+                    self._part.add(cid, loc)
+        return True
+
+    def _pack_holds(self, cid: ChunkId, loc: Location) -> bool:
+        """Whether the pack a chunk would be deduplicated against is there, long enough: packs
+        are listed once a session (one request per thousand on S3), and one not in that listing
+        (a newer one, from another session) is looked up. A pack gone, or the blob past its end,
+        is recorded as damage when the session ends, and the chunk is stored again."""
+        with self._lock:
+            size = self._pack_sizes.get(loc.pack)
+        if size is None:
+            try:
+                size = self.repo.store.stat(names.pack(loc.pack)).size
+            except ObjectMissing:
+                size = 0
+            with self._lock:
+                self._pack_sizes[loc.pack] = size
+        if loc.offset + loc.length <= size:
+            return True
+        with self._lock:
+            if size == 0:
+                self._gone.add(loc.pack)
+            self._cut.add((cid, loc.pack))
+        return False
+
+    def _record_damage(self) -> None:
+        with self._lock:
+            gone, cut = sorted(self._gone), sorted(self._cut)
+            self._gone, self._cut = set(), set()
+        why = [f"pack {p.hex()[:16]} is missing" for p in gone] + [
+            f"pack {p.hex()[:16]} is cut short" for p in {p for _, p in cut}
+        ]
+        if why:
+            self.repo.record_damage(DamageRecord(tuple(gone), tuple(cut), tuple(why)))
 
     def put(self, cid: ChunkId, data: bytes | bytearray, flags: int = 0) -> bool:
         """Store a chunk unless the repository or this session has it; True when it was new."""
@@ -96,9 +147,11 @@ class BackupWriter:
 
     def _stored(self, located: list[tuple[ChunkId, Location]]) -> None:
         """A pack's blobs were uploaded and checked (on the packer's thread)."""
-        for cid, loc in located:
-            self._part.add(cid, loc)
-        if self._part.count >= PART_ENTRIES:
+        with self._part_lock:
+            for cid, loc in located:
+                self._part.add(cid, loc)
+            full = self._part.count >= PART_ENTRIES
+        if full:
             written = self._write_part(hold=False)  # not under the lease's hold: quiet() waits for this thread
             self.index.refresh()  # this session's own delta now answers lookups
             with self._lock:
@@ -106,7 +159,8 @@ class BackupWriter:
 
     def _write_part(self, hold: bool = True) -> DeltaPart:
         """The blobs stored since the last delta, as an index delta, once the packs are durable."""
-        part, self._part = self._part, DeltaPart()
+        with self._part_lock:
+            part, self._part = self._part, DeltaPart()
         if not part.count:
             return part
         store = self.repo.store
@@ -143,9 +197,11 @@ class BackupWriter:
         sid = self.repo.save_snapshot(self.sealer, snap)
         store.sync()
         self._checked_after(names.snapshot(sid))
+        self._record_damage()
         self.lease.end()
         return sid
 
     def abort(self) -> None:
         self.packer.abort()
+        self._record_damage()
         self.lease.end()
