@@ -26,6 +26,25 @@ def snapshot_ids(cli: Callable[..., Result], repo: Path) -> list[str]:
     return [s["id"] for s in json.loads(cli("snapshots", "--json", repo=repo).out)]
 
 
+def blob_of(repo: Path, tmp_path: Path, chunk: int, snapshot: int = -1) -> tuple[Path, int]:
+    """(pack file, an offset inside the blob) of image chunk ``chunk`` of a snapshot (or of the
+    first stored chunk after it, where it is a zero or free one)."""
+    import liferaft
+    from liferaft.format import UNSTORED
+    from liferaft.repo.image import SnapshotImage
+    from tests.conftest import PASSWORD
+
+    with liferaft.open_repository(str(repo), PASSWORD.encode(), cache_root=tmp_path / "probe") as r:
+        sid = sorted(r.snapshots(), key=lambda s: s[1].time)[snapshot][0]
+        index = r.open_index()
+        with SnapshotImage(r, r.load_snapshot(sid), index) as image:
+            cid = next(c for c in list(image.entries())[chunk:] if c not in UNSTORED)
+        loc = r.locate(index, cid)
+        index.close()
+    h = loc.pack.hex()
+    return repo / "packs" / h[:2] / h, loc.offset + loc.length // 2
+
+
 def flip(path: Path, at: int, n: int = 4) -> None:
     with open(path, "r+b") as f:
         f.seek(at)
@@ -123,3 +142,31 @@ def test_a_deleted_index_delta_loses_nothing(cli: Callable[..., Result], repo: P
     checked = cli("verify", "--read-data", repo=repo)
     assert checked.code == 0, checked.out + checked.err
     assert "found in packs no index delta names" in checked.err and "not in any index" not in checked.out
+
+
+def test_a_delta_restore_checks_every_chunk_it_needs_before_it_writes(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path
+) -> None:
+    src = tmp_path / "disk.img"
+    old = write_image(src, 8 << 20, seed=9)
+    target = tmp_path / "target.img"
+    target.write_bytes(old)
+    new = bytearray(old)
+    new[1 << 20 : 3 << 20] = os.urandom(2 << 20)  # two new chunks
+    src.write_bytes(bytes(new))
+    assert cli("backup", str(src), repo=repo).code == 0
+    flip(*blob_of(repo, tmp_path, 2))  # the second of the two chunks the target needs
+    r = cli("restore", "latest", str(target), "--delta", repo=repo)
+    assert r.code == 17 and "damaged" in r.err, r.err
+    assert target.read_bytes() == old  # not a mix of two states: nothing was written
+
+
+def test_a_damaged_config_or_key_record_is_called_damaged(cli: Callable[..., Result], repo: Path) -> None:
+    (key,) = sorted((repo / "keys").iterdir())
+    key.write_bytes(key.read_bytes()[:20])
+    r = cli("snapshots", repo=repo)
+    assert r.code == 17 and "every key record is damaged" in r.err, r.err
+    config = repo / "config"
+    config.write_bytes(config.read_bytes()[:-5])
+    r = cli("snapshots", repo=repo)
+    assert r.code == 17 and "its config is damaged" in r.err, r.err

@@ -110,6 +110,32 @@ def test_unreadable_source(cli: Callable[..., Result], repo: Path, tmp_path: Pat
     assert json.loads(cli("snapshots", "--json", repo=repo).out) == []
 
 
+@pytest.mark.parametrize("kind", ["file", "device"])
+def test_rescue_reads_around_unreadable_sectors(  # type: ignore[no-untyped-def]
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, bad_sectors: Callable[..., Path], loopdev, kind: str
+) -> None:
+    """A failing disk: what reads is kept; each unreadable 4 KiB sector is stored as zeros and
+    recorded; the snapshot restores with zeros exactly there and everything else bit-exact."""
+    backing = tmp_path / "disk.img"
+    data = write_image(backing, 8 << 20)
+    bad = (5 * (1 << 20) + 4096, 5 * (1 << 20) + 12288)  # two sectors, inside one chunk
+    disk = bad_sectors(backing, *bad)
+    source = str(disk) if kind == "file" else loopdev(disk)
+    r = cli("backup", source, "--rescue", "--json", repo=repo)
+    assert r.code == 0, r.err
+    result = json.loads(r.out)
+    assert any("8192 bytes in 1 ranges could not be read" in n for n in result["notes"]), result["notes"]
+    shown = json.loads(cli("show", result["snapshot_id"], "--json", repo=repo).out)
+    assert shown["stats"]["lost"] == [list(bad)] and shown["stats"]["lost_bytes"] == 8192
+    text = cli("show", result["snapshot_id"], repo=repo).out
+    assert f"bytes {bad[0]}-{bad[1]} (8.0 KiB)" in text
+    out = tmp_path / "out.img"
+    assert cli("restore", result["snapshot_id"], str(out), "--verify", repo=repo).code == 0
+    want = bytearray(data)
+    want[bad[0] : bad[1]] = bytes(bad[1] - bad[0])
+    assert out.read_bytes() == bytes(want)
+
+
 def test_a_source_that_refuses_root_names_the_real_cause(
     cli: Callable[..., Result], repo: Path, tmp_path: Path, bad_sectors: Callable[..., Path]
 ) -> None:
@@ -133,7 +159,8 @@ def test_unreadable_sector_names_the_byte_and_commits_nothing(  # type: ignore[n
     source = str(disk) if kind == "file" else loopdev(disk)
     r = cli("backup", source, repo=repo)
     assert r.code == 30
-    assert "I/O error at byte 5242880" in r.err and "unreadable sector" in r.err
+    assert "I/O error at byte 5246976" in r.err and "unreadable sector" in r.err  # the bad sector itself
+    assert "--rescue" in r.err
     assert json.loads(cli("snapshots", "--json", repo=repo).out) == []
     assert cli("verify", "--read-data", repo=repo).code == 0
 

@@ -63,6 +63,12 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--all-blocks", action="store_true", help="image every byte, free filesystem blocks too (bit-exact)")
     p.add_argument(
+        "--rescue",
+        action="store_true",
+        help="a failing disk: read around unreadable sectors, store zeros there and record where (else a read error "
+        "stops the backup, naming the byte)",
+    )
+    p.add_argument(
         "--host", metavar="NAME", help="the host name the snapshot records (default: this machine's; forget groups by it)"
     )
     p.add_argument(
@@ -94,6 +100,7 @@ def _run(args: argparse.Namespace, ctx: Context, source: str, record_as: str | N
             max_passes=args.max_passes,
             trace_buffer_kb=args.trace_buffer,
             frozen_memory=render.parse_size(args.freeze_memory) if args.freeze_memory else DEFAULTS.frozen_memory,
+            rescue=args.rescue,
         )
         bar = BarProgress(ctx.err, not args.quiet)
         lock_s = args.lock_days * 86400 if args.lock_days is not None else None

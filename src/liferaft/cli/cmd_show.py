@@ -33,6 +33,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if key in {"size", "chunk_size"}:
             value = f"{render.size(value)} ({value} bytes)"
         ctx.out.print(f"{key:>17}  {value}", highlight=False)
+    lost = stats.pop("lost", [])
     for key, value in sorted(stats.items()):
         if "bytes" in key.split("_"):  # new_bytes, bytes_read, ...
             value = render.size(value)
@@ -81,4 +82,16 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             for what in (r.recovery, r.note):
                 if what:
                     ctx.out.print(f"partition {r.number or '-'}: {what}", highlight=False, markup=False)
+    if lost:
+        ctx.out.print(f"\nunreadable at backup (restored as zeros; `backup --rescue`): {len(lost)} ranges", highlight=False)
+        regions = DiskLayout.from_dict(info["layout"]).regions if info.get("layout") else ()
+        for lo, hi in lost:
+            hit = [
+                f"partition {r.number}" if r.number else "the filesystem"
+                for r in regions
+                if lo < r.start + r.size and r.start < hi
+            ]
+            ctx.out.print(
+                f"  bytes {lo}-{hi} ({render.size(hi - lo)})" + (f" in {', '.join(hit)}" if hit else ""), highlight=False
+            )
     return 0

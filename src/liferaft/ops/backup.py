@@ -113,6 +113,10 @@ def backup(
             else:
                 im.copy(chunk_free(plan.free_extents(), im.chunk, im.size), f"backup {reader.path}", im.size)
             zero, free = im.counts()
+            lost: list[tuple[int, int]] = _merged(getattr(reader, "lost", []))  # rescue: what did not read
+            lost_bytes = int(getattr(reader, "lost_bytes", 0))
+            if lost_bytes:
+                options.notes.append(_rescue_note(lost, lost_bytes, plan))
             stats = {
                 "bytes_read": im.bytes_read,
                 "zero_chunks": zero,
@@ -121,6 +125,7 @@ def backup(
                 "new_bytes": im.writer.new_bytes,
                 "stored_bytes": im.writer.stored_bytes,
                 "seconds": round(time.monotonic() - started, 3),
+                **({"lost": [list(r) for r in lost], "lost_bytes": lost_bytes} if lost_bytes else {}),
                 **live_record,
             }
             consistency = CRASH if view.crash_consistent or plan.needs_recovery else CLEAN
@@ -201,6 +206,29 @@ def _read_full(fd: int, n: int) -> bytes:
         parts.append(data)
         got += len(data)
     return b"".join(parts)
+
+
+def _merged(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    out: list[tuple[int, int]] = []
+    for lo, hi in sorted(ranges):
+        if out and lo <= out[-1][1]:
+            out[-1] = (out[-1][0], max(hi, out[-1][1]))
+        else:
+            out.append((lo, hi))
+    return out
+
+
+def _rescue_note(lost: list[tuple[int, int]], total: int, plan: Plan) -> str:
+    where = sorted(
+        {f"partition {r.partition.number}" if r.partition.number else "the filesystem"
+         for r in plan.regions for a, b in lost if a < r.partition.start + r.partition.size and r.partition.start < b}
+    )  # fmt: skip
+    first = ", ".join(f"{a}-{b}" for a, b in lost[:4]) + (" ..." if len(lost) > 4 else "")
+    return (
+        f"rescue: {total} bytes in {len(lost)} ranges could not be read and were stored as zeros (bytes {first}"
+        + (f"; in {', '.join(where)}" if where else "")
+        + "); `liferaft show` lists them"
+    )
 
 
 def _crash_note(provider: str, plan: Plan) -> str:

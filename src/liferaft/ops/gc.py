@@ -48,7 +48,7 @@ from liferaft.format.condemned import CondemnedRecord
 from liferaft.format.index import Location
 from liferaft.ops.cancel import Cancel, check
 from liferaft.ops.progress import NoProgress, Progress
-from liferaft.repo import condemned, names
+from liferaft.repo import condemned, damage, names
 from liferaft.repo.image import SnapshotImage
 from liferaft.repo.index import ChunkIndex, DeltaPart, write_delta
 from liferaft.repo.packer import Packer
@@ -223,6 +223,10 @@ def _run(
         if c in ripe and locked.intersection(c.record.packs):
             continue  # kept: a later run deletes its locked packs
         store.delete(c.name)
+    remaining = set(packs) - deletable | locked
+    for name, record in damage.records(store, repo.opener):  # about packs all deleted now: moot
+        if not damage.packs_of(record) & remaining:
+            store.delete(name)
     for o in store.list(names.SESSIONS):  # probes left by runs killed between their put and delete
         if names.leaf(o.name).startswith(names.PROBE) and now - o.mtime > term:
             store.delete(o.name)

@@ -96,6 +96,8 @@ def restore(
     lo, hi = (0, snap.size) if partition is None else partition_range(snap, partition)
     with SnapshotImage(repo, snap) as image, nullcontext(target) if delta or in_place else staged(target, force) as path:
         writer = TargetWriter(path, hi - lo, force or path != target, existing=delta)
+        if delta:  # every chunk it will write, read and checked first: nothing is written in vain
+            _write(image, writer, lo, hi, progress, workers, discard, delta, cancel, write=False)
         stats = _write(image, writer, lo, hi, progress, workers, discard, delta, cancel)
         if verify:
             _verify(image, path, lo, hi, progress, workers, cancel)
@@ -183,8 +185,11 @@ def _jobs(image: SnapshotImage, lo: int, hi: int) -> Any:
 
 def _write(
     image: SnapshotImage, writer: TargetWriter, lo: int, hi: int, progress: Progress, workers: int | None,
-    discard: bool, delta: bool, cancel: Cancel | None = None,
+    discard: bool, delta: bool, cancel: Cancel | None = None, write: bool = True,
 ) -> dict[str, int]:  # fmt: skip
+    """write=False (a delta restore's first pass): fetch and check every chunk that would be
+    written, write nothing, so that a chunk that cannot be read stops it before the target
+    holds a mix of two states."""
     repo, chunk = image.repo, image.chunk_size
     reader = SourceReader(writer.path, chunk, limit=hi - lo) if delta else None
     aligned = lo % chunk == 0
@@ -216,7 +221,8 @@ def _write(
             if job.cid == ZERO_ID:
                 if have.count(0) == len(have):
                     return "read", 0
-                writer.zero(job.at, n)
+                if write:
+                    writer.zero(job.at, n)
                 return "zero", n
             if whole and repo.ids.chunk_id(have) == job.cid:
                 return "read", 0
@@ -224,6 +230,8 @@ def _write(
             writer.zero(job.at, n)
             return "zero", 0
         part = image.span(job.index, job.lo, job.hi, job.cid, data)
+        if not write:
+            return "read", 0
         if delta:  # write only the 4 KiB blocks that differ (a few pages of a database, say)
             runs = changed_runs(part, have) if len(have) == len(part) else [(0, len(part))]
             for start, end in runs:
@@ -234,7 +242,7 @@ def _write(
         return "written", n
 
     stats = {"read": 0, "written": 0, "zero": 0, "free": 0, "bytes": 0}
-    progress.start(f"restore to {writer.path}", hi - lo)
+    progress.start(f"restore to {writer.path}" if write else f"check what {writer.path} needs", hi - lo)
     try:
         # a delta restore reads the target first and fetches only chunks that differ: one at a time
         runs = ([job] for job in _jobs(image, lo, hi)) if delta else image.runs(_jobs(image, lo, hi), lambda job: job.cid)
@@ -249,9 +257,10 @@ def _write(
             stats["zero"] += what == "zero"
             stats["free"] += what == "free"
             stats["bytes"] += n
-        writer.finish()
+        if write:
+            writer.finish()
     except (KeyboardInterrupt, Interrupted):
-        raise Interrupted("the target holds a partial image") from None
+        raise Interrupted("the target holds a partial image" if write else "nothing was written") from None
     finally:
         writer.close()
         if reader is not None:

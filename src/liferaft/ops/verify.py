@@ -292,20 +292,27 @@ def _account(
             snap = repo.load_snapshot(sid)
         except LiferaftError:
             continue  # named in errors already
-        loss = _snapshot_loss(repo, index, sid, snap, lost)
+        loss = snapshot_loss(repo, index, sid, snap, lost)
         if loss is not None:
             result.lost.append(loss)
 
 
-def _snapshot_loss(repo: Repository, index: ChunkIndex, sid: SnapshotId, snap: Snapshot, lost: set[ChunkId]) -> Loss | None:
+def snapshot_loss(
+    repo: Repository, index: ChunkIndex, sid: SnapshotId, snap: Snapshot, lost: set[ChunkId] | None
+) -> Loss | None:  # fmt: skip
+    """What the snapshot lacks: its chunks in lost (None: those the index does not hold)."""
+
+    def gone(cid: ChunkId) -> bool:
+        return cid in lost if lost is not None else cid not in UNSTORED and index.lookup(cid) is None
+
     ranges: list[tuple[int, int]] = []
     count = 0
-    if any(p in lost for p in snap.map_pieces):
+    if any(gone(p) for p in snap.map_pieces):
         ranges, count = [(0, snap.size)], snap.chunk_count  # its chunk map: nothing of it can be read
     else:
         with SnapshotImage(repo, snap, index) as image:
             for i, cid in enumerate(image.entries()):
-                if cid in lost:
+                if gone(cid):
                     count += 1
                     lo, hi = i * snap.chunk_size, min((i + 1) * snap.chunk_size, snap.size)
                     if ranges and ranges[-1][1] == lo:

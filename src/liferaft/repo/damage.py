@@ -41,24 +41,35 @@ class Damage:
         return bool(self.packs or self.blobs)
 
 
-def load(store: Store, opener: Opener, warnings: list[str] | None = None) -> Damage:
-    found = Damage()
-    listed = []
+def records(store: Store, opener: Opener, warnings: list[str] | None = None) -> list[tuple[str, DamageRecord]]:
+    """Every readable damage record, with its name; an unreadable one is left out (warned)."""
+    found = []
     for info in sorted(store.list(names.DAMAGED), key=lambda o: o.name):
         try:
-            record = DamageRecord.from_bytes(opener.open(store.get(info.name), DAMAGE_AD))
+            found.append((info.name, DamageRecord.from_bytes(opener.open(store.get(info.name), DAMAGE_AD))))
         except ObjectMissing:
-            continue  # removed by repair meanwhile
+            continue  # removed by repair or gc meanwhile
         except (AuthenticationFailed, FormatError) as exc:
             if warnings is not None:
                 warnings.append(f"{info.name} is unreadable ({exc}); left out")
-            continue
-        listed.append(info.name)
+    return found
+
+
+def load(store: Store, opener: Opener, warnings: list[str] | None = None) -> Damage:
+    found = Damage()
+    listed = []
+    for name, record in records(store, opener, warnings):
+        listed.append(name)
         found.packs.update(record.packs)
         found.blobs.update(record.blobs)
         found.why.extend(record.why)
     found.names = frozenset(listed)
     return found
+
+
+def packs_of(record: DamageRecord) -> set[PackId]:
+    """The packs a record is about: once all are gone (GC deleted them), it is moot."""
+    return set(record.packs) | {p for _, p in record.blobs}
 
 
 def record(store: Store, sealer: Sealer, rec: DamageRecord) -> str | None:

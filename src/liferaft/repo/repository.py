@@ -61,7 +61,11 @@ def _read_config(store: Store) -> RepoConfig:
         raise RepositoryNotFound(location=store.location) from None
     try:
         cfg = RepoConfig.from_bytes(raw)
-    except FormatError:
+    except FormatError as exc:
+        if b"liferaft" in raw:  # a liferaft config, damaged: not somebody else's folder
+            raise CorruptRepository(
+                f"its config is damaged ({exc}); restore it from any copy of the repository (it holds no secret)"
+            ) from None
         raise RepositoryNotFound(location=store.location) from None
     unknown = set(cfg.features) - KNOWN_FEATURES
     if cfg.version > FORMAT_VERSION or unknown:
@@ -136,16 +140,27 @@ class Repository:
         if callable(password):
             password = password()
         tried: set[str] = set()
+        damaged_keys: set[str] = set()
         for _ in range(2):  # a second listing, in case the first lagged behind a key just added
             for name in [n for n in list_names(store, names.KEYS) if n not in tried]:
                 tried.add(name)
                 try:
                     record = KeyRecord.from_bytes(store.get(name))
                 except FormatError:
+                    damaged_keys.add(name)
                     continue
                 master = keys.unwrap(record, password, cfg.repo_id)
                 if master is not None:
                     return cls(store, cfg, master, names.leaf(name), cache_root)
+        if damaged_keys and damaged_keys == tried:
+            raise CorruptRepository(
+                f"every key record is damaged ({', '.join(sorted(damaged_keys))}): no password can open it; "
+                "a copy of the repository's keys/ folder restores them"
+            )
+        if damaged_keys:
+            raise WrongPassword(
+                location=store.location, detail=f"and {len(damaged_keys)} of its key records are damaged: it may be one of them"
+            )
         raise WrongPassword(location=store.location)
 
     def close(self) -> None:

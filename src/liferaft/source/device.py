@@ -64,12 +64,28 @@ def _refused(exc: PermissionError) -> str:
     )
 
 
-class SourceReader:
-    """Positional reads of fixed-size chunks; thread-safe (one aligned buffer per thread)."""
+SECTOR = 4096
+"""What a chunk is read in, around an I/O error: the unit a disk fails in (4 KiB, or its 512-byte
+sectors when a 4 KiB read fails and the source allows them)."""
+MAX_LOST_RANGES = 10_000
+"""Lost ranges kept one by one; beyond, only their total is counted (a disk failing everywhere)."""
 
-    def __init__(self, path: str, chunk_size: int, limit: int | None = None) -> None:
+
+class SourceReader:
+    """Positional reads of fixed-size chunks; thread-safe (one aligned buffer per thread).
+
+    An I/O error in a chunk is found to the sector: without ``rescue`` the read fails naming that
+    byte; with it, what reads is kept, each unreadable sector reads as zeros, and the lost byte
+    ranges are kept in ``lost`` (as GNU ddrescue or Clonezilla's -rescue do)."""
+
+    def __init__(self, path: str, chunk_size: int, limit: int | None = None, rescue: bool = False) -> None:
         self.path = path
         self.chunk_size = chunk_size
+        self.rescue = rescue
+        self.lost: list[tuple[int, int]] = []
+        """Byte ranges that could not be read (rescue), merged, in no particular order."""
+        self.lost_bytes = 0
+        self._lost_lock = threading.Lock()
         try:
             st = os.stat(path)
             is_device = stat.S_ISBLK(st.st_mode)
@@ -137,16 +153,53 @@ class SourceReader:
         try:
             got = os.preadv(self.fd, [buf], offset)
         except OSError as exc:
-            if exc.errno == errno.EIO:
-                detail = f"I/O error at byte {offset} (unreadable sector)"
-            else:
-                detail = f"{exc.strerror} at byte {offset}"
-            raise SourceUnreadable(path=self.path, detail=detail) from None
-        if got < length:
-            raise SourceUnreadable(path=self.path, detail=f"short read at byte {offset}: the source shrank")
+            if exc.errno != errno.EIO:
+                raise SourceUnreadable(path=self.path, detail=f"{exc.strerror} at byte {offset}") from None
+            got = -1
+        if got < length:  # an error, or a read cut short by one: sector by sector
+            self._around(buf, offset, length)
         if isinstance(buf, mmap.mmap) or length < self.chunk_size:
             return buf[:length]  # a copy: out of the mmap (no fast compare), or the short last chunk
         return buf
+
+    def _around(self, buf: mmap.mmap | bytearray, offset: int, length: int) -> None:
+        """Read [offset, offset+length) into buf sector by sector, to find (or, with rescue, read
+        around) what fails."""
+        view = memoryview(buf)
+        for at in range(0, length, SECTOR):
+            n = min(SECTOR, length - at)
+            if self._sector(view[at : at + n], offset + at) == n:
+                continue
+            if not self.rescue:
+                raise SourceUnreadable(path=self.path, detail=self._failure(offset + at, n))
+            for sub in range(0, n, 512):  # the sector's 512-byte parts: some may read
+                part = view[at + sub : at + min(sub + 512, n)]
+                if self.direct or self._sector(part, offset + at + sub) != len(part):
+                    part[:] = bytes(len(part))
+                    self._lose(offset + at + sub, offset + at + sub + len(part))
+
+    def _sector(self, into: memoryview, offset: int) -> int:
+        """Bytes read into ``into`` from offset; -1 on an I/O error."""
+        try:
+            return os.preadv(self.fd, [into], offset)
+        except OSError as exc:
+            if exc.errno in (errno.EIO, errno.EINVAL):
+                return -1
+            raise SourceUnreadable(path=self.path, detail=f"{exc.strerror} at byte {offset}") from None
+
+    def _failure(self, offset: int, n: int) -> str:
+        """Why the n bytes at offset did not read: an unreadable sector, or the source ended."""
+        if size_of(self.fd, self.is_device) < offset + n:
+            return f"short read at byte {offset}: the source shrank while it was read"
+        return f"I/O error at byte {offset} (unreadable sector; `backup --rescue` reads around such sectors)"
+
+    def _lose(self, lo: int, hi: int) -> None:
+        with self._lost_lock:
+            self.lost_bytes += hi - lo
+            if self.lost and self.lost[-1][1] == lo:
+                self.lost[-1] = (self.lost[-1][0], hi)
+            elif len(self.lost) < MAX_LOST_RANGES:
+                self.lost.append((lo, hi))
 
     def close(self) -> None:
         os.close(self.fd)

@@ -24,4 +24,6 @@ class LiveOptions:
     """Live re-copy passes before the final frozen one."""
     frozen_memory: int = 256 << 20
     """At most this many bytes of dirty chunks are copied into memory during the freeze."""
+    rescue: bool = False
+    """Read around unreadable sectors (zeros stored there, the lost ranges recorded)."""
     notes: list[str] = field(default_factory=list)

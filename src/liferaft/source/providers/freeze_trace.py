@@ -75,7 +75,7 @@ class LiveSource:
         self.unfreezable: list[str] | None = None
         self.tracker: ChangeTracker = TraceTracker()
         """What was written since the last backup, when a ``liferaft track`` follows the device."""
-        self.reader = SourceReader(device, chunk_size)
+        self.reader = SourceReader(device, chunk_size, rescue=options.rescue)
         self.chunk_size = chunk_size
         self._lock = threading.Lock()
         self._dirty = bytearray(self.reader.chunk_count)

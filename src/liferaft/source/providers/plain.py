@@ -20,4 +20,4 @@ class PlainProvider:
         holder = in_use(path)
         if holder is not None:
             raise SourceInUse(path=path, holder=holder)
-        return StaticView(SourceReader(path, chunk_size), crash_consistent=False)
+        return StaticView(SourceReader(path, chunk_size, rescue=options.rescue), crash_consistent=False)

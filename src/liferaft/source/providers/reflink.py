@@ -41,7 +41,7 @@ class ReflinkProvider:
             raise SourceUnreadable(path=path, detail=f"cannot create a clone beside it ({exc.strerror})") from None
         try:
             kernel.clone(dst, src)
-            reader = SourceReader(clone, chunk_size)
+            reader = SourceReader(clone, chunk_size, rescue=options.rescue)
         except OSError as exc:
             raise SourceUnreadable(
                 path=path,
