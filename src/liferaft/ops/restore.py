@@ -97,7 +97,11 @@ def restore(
     with SnapshotImage(repo, snap) as image, nullcontext(target) if delta or in_place else staged(target, force) as path:
         writer = TargetWriter(path, hi - lo, force or path != target, existing=delta)
         if delta:  # every chunk it will write, read and checked first: nothing is written in vain
-            _write(image, writer, lo, hi, progress, workers, discard, delta, cancel, write=False)
+            try:
+                _write(image, writer, lo, hi, progress, workers, discard, delta, cancel, write=False)
+            except BaseException:
+                writer.close()
+                raise
         stats = _write(image, writer, lo, hi, progress, workers, discard, delta, cancel)
         if verify:
             _verify(image, path, lo, hi, progress, workers, cancel)
@@ -262,7 +266,8 @@ def _write(
     except (KeyboardInterrupt, Interrupted):
         raise Interrupted("the target holds a partial image" if write else "nothing was written") from None
     finally:
-        writer.close()
+        if write:  # a check pass leaves the target open for the pass that writes
+            writer.close()
         if reader is not None:
             reader.close()
         progress.finish()
