@@ -74,3 +74,24 @@ def test_kill_9_at_every_write_of_a_backup(repo: Path, tmp_path: Path) -> None:
     r = run("restore", "latest", str(out), "--verify", repo=repo)
     assert r.returncode == 0, r.stderr
     assert out.read_bytes() == src.read_bytes()
+
+
+def test_a_backup_killed_halfway_is_resumed_not_uploaded_again(repo: Path, tmp_path: Path) -> None:
+    """The packs a killed first backup uploaded are used by the next run (read from their
+    footers), not uploaded again: both runs store about what one whole backup does."""
+    src = tmp_path / "disk.img"
+    src.write_bytes(os.urandom(160 << 20))
+    whole = tmp_path / "whole"
+    assert run("init", repo=whole).returncode == 0
+    assert run("backup", "-q", str(src), repo=whole).returncode == 0
+    size = sum(p.stat().st_size for p in (whole / "packs").rglob("*") if p.is_file())
+    killed = run("backup", "-q", str(src), repo=repo, crash_at=4)  # a few packs in, before its delta
+    assert killed.returncode == -signal.SIGKILL
+    assert any(p.is_file() for p in (repo / "packs").rglob("*"))  # some packs made it
+    assert not (repo / "index").exists() or not list((repo / "index").iterdir())  # nothing indexed them
+    assert run("backup", "-q", str(src), repo=repo).returncode == 0
+    both = sum(p.stat().st_size for p in (repo / "packs").rglob("*") if p.is_file())
+    assert both <= 1.02 * size, (both, size)
+    out = tmp_path / "out.img"
+    assert run("restore", "latest", str(out), "--verify", repo=repo).returncode == 0
+    assert out.read_bytes() == src.read_bytes()
