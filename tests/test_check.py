@@ -11,9 +11,12 @@ import pytest
 
 import liferaft
 
+VENV = os.environ.get("LIFERAFT_CHECK_VENV")
+"""Read as the tests are collected: every test's environment is cleared of LIFERAFT_* variables."""
+
 
 def test_scripts_check_runs_in_its_own_environment() -> None:
-    venv = os.environ.get("LIFERAFT_CHECK_VENV")
+    venv = VENV
     if not venv:
         pytest.skip("only meaningful under scripts/check (run directly, pytest uses whatever Python it is given)")
     assert Path(sys.prefix).resolve() == Path(venv).resolve()

@@ -254,6 +254,12 @@ class FsckFailed(LiferaftError):
     exit_code = 51
 
 
+class MountFailed(LiferaftError):
+    """mount: {detail}"""
+
+    exit_code = 70
+
+
 class Interrupted(LiferaftError):
     """interrupted: nothing of this run was committed and the repository is consistent; run the command again"""
 

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import Any
 
 from liferaft.cli import render
 from liferaft.cli.context import Context, add_selection
 from liferaft.format.layout import DiskLayout, type_name
+from liferaft.ops.mount import files_in
 from liferaft.ops.snapshots import show
 
 
@@ -22,7 +24,12 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.open() as repo:
-        info = show(repo, ctx.snapshot(repo, args.snapshot))
+        sid = ctx.snapshot(repo, args.snapshot)
+        info = show(repo, sid)
+        ranges = [(int(a), int(b)) for a, b in info["stats"].get("lost", [])]
+        # a rescue backup's unreadable ranges: which files they hit, where the filesystem can say
+        hits = files_in(repo, repo.load_snapshot(sid), ranges) if ranges else []
+        info["lost_files"] = [asdict(h) for h in hits]
     if ctx.json:
         render.print_json(info)
         return 0
@@ -94,4 +101,6 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
             ctx.out.print(
                 f"  bytes {lo}-{hi} ({render.size(hi - lo)})" + (f" in {', '.join(hit)}" if hit else ""), highlight=False
             )
+        for line in render.files_hit(hits):
+            ctx.out.print(f"  {line}", highlight=False, markup=False)
     return 0

@@ -17,6 +17,10 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("snapshot", nargs="?", help="only this snapshot's structure (default: all)")
     add_selection(p)
     p.add_argument("--read-data", action="store_true", help="also read every pack: decrypt every blob and recompute its id")
+    p.add_argument(
+        "--files", action="store_true",
+        help="name the files that lost bytes fall in, where the filesystem can say (ext; mounts each snapshot that lacks data)",
+    )  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
@@ -28,7 +32,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 "--source and --host choose what a snapshot name means: name one ('latest'), or drop them to verify all"
             )
         name = ctx.snapshot(repo, args.snapshot) if args.snapshot else None
-        r = verify(repo, name, args.read_data, BarProgress(ctx.err, not args.quiet))
+        r = verify(repo, name, args.read_data, BarProgress(ctx.err, not args.quiet), files=args.files)
     if ctx.json:
         render.print_json(r.as_dict())
     else:
@@ -60,6 +64,8 @@ def _print(ctx: Context, r: VerifyResult, read_data: bool) -> None:
             highlight=False,
             markup=False,
         )
+        for line in render.files_hit(loss.files):
+            ctx.out.print(f"  {line}", highlight=False, markup=False)
     for note in r.notes:
         ctx.note(note)
     what = f"{render.count(r.snapshots, 'snapshot')}, {render.count(r.chunks, 'chunk reference')}"

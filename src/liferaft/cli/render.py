@@ -74,6 +74,21 @@ def positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:
     return parse
 
 
+def files_hit(hits: Sequence[Any], most: int = 20) -> list[str]:
+    """One line per partition of ``ops.mount.PartitionFiles``: the files there (the first most of
+    them; --json has all), or why the filesystem cannot say."""
+    lines = []
+    for h in hits:
+        if h.files is None:
+            lines.append(f"{h.partition}: which files, unknown ({h.note})")
+            continue
+        shown = ", ".join(h.files[:most]) + (f" and {len(h.files) - most} more" if len(h.files) > most else "")
+        other = f"; {size(h.other_bytes)} in no file (filesystem metadata or free space)" if h.other_bytes else ""
+        note = f" ({h.note})" if h.note else ""
+        lines.append(f"{h.partition}: {count(len(h.files), 'file')}: {shown or '-'}{other}{note}")
+    return lines
+
+
 def print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True) + "\n")
 

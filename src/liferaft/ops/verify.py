@@ -33,6 +33,7 @@ from liferaft.format.damage import DamageRecord
 from liferaft.format.index import Location
 from liferaft.format.snapshot import Snapshot
 from liferaft.ops.cancel import Cancel, check
+from liferaft.ops.mount import PartitionFiles, files_in
 from liferaft.ops.pipeline import ordered_map
 from liferaft.ops.progress import NoProgress, Progress
 from liferaft.ops.snapshots import select
@@ -58,6 +59,8 @@ class Loss:
     """Byte ranges [start, end) of the image that cannot be restored."""
     partitions: list[str]
     """The partitions those ranges fall in ('partition 2 (ext4)'), or the gaps between them."""
+    files: list[PartitionFiles] = field(default_factory=list)
+    """With ``verify(files=True)``: per partition, the files the ranges fall in."""
 
 
 @dataclass(slots=True)
@@ -102,10 +105,11 @@ class VerifyResult:
 
 def verify(
     repo: Repository, name: str | None = None, read_data: bool = False, progress: Progress | None = None,
-    cancel: Cancel | None = None,
+    cancel: Cancel | None = None, files: bool = False,
 ) -> VerifyResult:  # fmt: skip
     """name: only that snapshot (and with read_data only its packs). cancel: another thread may
-    stop the check (Interrupted)."""
+    stop the check (Interrupted). files: name the files that lost bytes fall in, where the
+    filesystem can say (each snapshot that lacks data is mounted for it)."""
     progress = progress or NoProgress()
     started = time.monotonic()
     result = VerifyResult()
@@ -141,7 +145,7 @@ def verify(
                 record = DamageRecord(tuple(sorted(new_packs)), tuple(sorted(new_blobs)), tuple(why))
                 result.recorded = _record(repo, record)
                 index.refresh(rebuild=True)  # without the damaged blobs: another copy may serve
-            _account(repo, index, sids, missing, result, cancel)
+            _account(repo, index, sids, missing, result, cancel, files)
             result.unreadable = sorted(index.unreadable)
         finally:
             index.close()
@@ -277,10 +281,10 @@ def _check_pack(
 
 def _account(
     repo: Repository, index: ChunkIndex, sids: list[SnapshotId], missing: set[ChunkId], result: VerifyResult,
-    cancel: Cancel | None,
+    cancel: Cancel | None, files: bool,
 ) -> None:  # fmt: skip
     """Which chunks have a damaged or missing copy, which of them a good copy is left of, and
-    for each snapshot, what it lacks."""
+    for each snapshot, what it lacks (and with files, in which files)."""
     damaged = {ChunkId(c) for c in index.damage.cids} | missing
     lost = {c for c in damaged if index.lookup(c) is None}
     result.damaged, result.healed = len(damaged), len(damaged - lost)
@@ -294,6 +298,8 @@ def _account(
             continue  # named in errors already
         loss = snapshot_loss(repo, index, sid, snap, lost)
         if loss is not None:
+            if files:
+                loss.files = files_in(repo, snap, loss.ranges, index)
             result.lost.append(loss)
 
 
