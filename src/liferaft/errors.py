@@ -260,6 +260,18 @@ class MountFailed(LiferaftError):
     exit_code = 70
 
 
+class BootFailed(LiferaftError):
+    """boot: {detail}"""
+
+    exit_code = 71
+
+
+class DrillFailed(LiferaftError):
+    """drill failed: {detail}"""
+
+    exit_code = 72
+
+
 class Interrupted(LiferaftError):
     """interrupted: nothing of this run was committed and the repository is consistent; run the command again"""
 

@@ -40,6 +40,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         if key in {"size", "chunk_size"}:
             value = f"{render.size(value)} ({value} bytes)"
         ctx.out.print(f"{key:>17}  {value}", highlight=False)
+    drill = info.get("drill")
+    if drill:
+        word = "pass" if drill["passed"] else "FAIL"
+        ctx.out.print(f"{'drill':>17}  {word} ({drill['why']}, {drill['seconds']:.1f} s; {drill['time'][:19]}Z, "
+                      f"{drill['firmware']}, {drill['accel']})", highlight=False, markup=False)  # fmt: skip
+        if not drill["passed"]:
+            ctx.out.print("console tail:\n" + drill["console_tail"], highlight=False, markup=False)
     lost = stats.pop("lost", [])
     for key, value in sorted(stats.items()):
         if "bytes" in key.split("_"):  # new_bytes, bytes_read, ...

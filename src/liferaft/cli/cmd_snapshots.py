@@ -26,6 +26,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         render.print_json([r.as_dict() for r in rows])
     else:
         short = render.short_ids([r.snapshot_id for r in rows])
+        drilled = any(r.drill for r in rows)  # the column only once a snapshot was drilled
         render.table(
             ctx.out,
             [
@@ -37,6 +38,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 render.Column("size", right=True),
                 render.Column("new", right=True, drop=2),
                 render.Column("stored", right=True, drop=4),
+                *([render.Column("drill", drop=5)] if drilled else []),
             ],
             [
                 [
@@ -48,6 +50,7 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                     render.size(r.size),
                     render.size(r.new_bytes),
                     render.size(r.stored_bytes),
+                    *([] if not drilled else ["-" if r.drill is None else "pass" if r.drill.passed else "FAIL"]),
                 ]
                 for r in rows
             ],

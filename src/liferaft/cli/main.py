@@ -14,6 +14,7 @@ from rich.console import Console
 from liferaft import __version__
 from liferaft.cli import (
     cmd_backup,
+    cmd_boot,
     cmd_bundle,
     cmd_copy,
     cmd_forget,
@@ -41,6 +42,7 @@ COMMANDS = [
     cmd_show,
     cmd_restore,
     cmd_mount,
+    cmd_boot,
     cmd_verify,
     cmd_copy,
     cmd_forget,

@@ -150,7 +150,7 @@ def table(console: Console, columns: Sequence[Column | str], rows: list[list[str
                 line.append(text.rjust(widths[i]) if cols[i].right else text.ljust(widths[i]))
             lines.append("  ".join(line).rstrip())
     if dropped:
-        lines.append(f"(left out to fit {limit} columns: {', '.join(reversed(dropped))}; --json has everything)")
+        lines.append(f"(left out for {limit} columns: {', '.join(reversed(dropped))}; --json has everything)")
     console.file.write("\n".join(lines) + "\n")
 
 

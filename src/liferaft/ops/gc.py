@@ -227,6 +227,10 @@ def _run(
     for name, record in damage.records(store, repo.opener):  # about packs all deleted now: moot
         if not damage.packs_of(record) & remaining:
             store.delete(name)
+    kept_snapshots = set(repo.snapshot_ids())
+    for o in store.list(names.DRILLS):  # the verdicts of forgotten snapshots
+        if names.leaf(o.name).split(".")[0] not in kept_snapshots:
+            store.delete(o.name)
     for o in store.list(names.SESSIONS):  # probes left by runs killed between their put and delete
         if names.leaf(o.name).startswith(names.PROBE) and now - o.mtime > term:
             store.delete(o.name)

@@ -13,6 +13,7 @@ from typing import Any
 
 from liferaft.errors import AmbiguousLatest, SnapshotNotFound
 from liferaft.format import SnapshotId
+from liferaft.format.drill import DrillVerdict
 from liferaft.format.snapshot import Snapshot
 from liferaft.repo.repository import Repository
 
@@ -84,9 +85,12 @@ class SnapshotRow:
     size: int
     new_bytes: int
     stored_bytes: int
+    drill: DrillVerdict | None = None
+    """The newest drill's verdict (``liferaft drill``), if it was drilled."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
+            "drill": None if self.drill is None else _drill_summary(self.drill),
             "id": self.snapshot_id,
             "time": self.time,
             "hostname": self.hostname,
@@ -102,10 +106,15 @@ def list_snapshots(repo: Repository, where: Selection = Selection(), damaged: li
     """The snapshots where selects, grouped by host and then source, oldest first in each; see
     Repository.snapshots for damaged."""
     found = [(sid, snap) for sid, snap in repo.snapshots(damaged) if where.matches(snap)]
-    return [_row(sid, snap) for sid, snap in sorted(found, key=lambda s: (s[1].hostname, s[1].source))]
+    drills = repo.drills()
+    return [_row(sid, snap, drills.get(sid)) for sid, snap in sorted(found, key=lambda s: (s[1].hostname, s[1].source))]
 
 
-def _row(sid: str, snap: Snapshot) -> SnapshotRow:
+def _drill_summary(v: DrillVerdict) -> dict[str, Any]:
+    return {"passed": v.passed, "time": v.time, "seconds": v.seconds, "why": v.why}
+
+
+def _row(sid: str, snap: Snapshot, drill: DrillVerdict | None = None) -> SnapshotRow:
     stats = snap.stats
     return SnapshotRow(
         sid,
@@ -116,14 +125,17 @@ def _row(sid: str, snap: Snapshot) -> SnapshotRow:
         snap.size,
         int(stats.get("new_bytes", 0)),
         int(stats.get("stored_bytes", 0)),
+        drill,
     )
 
 
 def show(repo: Repository, name: str) -> dict[str, Any]:
     sid = select(repo, name)
     snap = repo.load_snapshot(sid)
+    drill = repo.drills().get(sid)
     return {
         **_row(sid, snap).as_dict(),
+        "drill": None if drill is None else drill.as_dict(),
         "source_kind": snap.source_kind,
         "chunk_size": snap.chunk_size,
         "chunks": snap.chunk_count,

@@ -11,6 +11,7 @@ SESSIONS = "sessions"
 CONDEMNED = "condemned"
 SETTINGS = "settings"
 DAMAGED = "damaged"
+DRILLS = "drills"
 LOCKED = (PACKS, INDEX, SNAPSHOTS)
 """What Object Lock retains: what a backup writes that a snapshot needs (sessions, condemnation
 records and settings are rewritten or removed in normal work)."""
@@ -39,6 +40,10 @@ def session(session_id: bytes) -> str:
 
 def damaged(record_id: bytes) -> str:
     return f"{DAMAGED}/{record_id.hex()}"
+
+
+def drill(snapshot_id: str, record_id: bytes) -> str:
+    return f"{DRILLS}/{snapshot_id}.{record_id.hex()}"
 
 
 def condemned(run_id: bytes) -> str:

@@ -32,11 +32,12 @@ from liferaft.errors import (
 from liferaft.format import FORMAT_VERSION, KNOWN_FEATURES, ChunkId, FormatError, PackId, SnapshotId
 from liferaft.format.config import CHUNK_SIZE_DEFAULT, PACK_SIZE_DEFAULT, RepoConfig
 from liferaft.format.damage import DamageRecord
+from liferaft.format.drill import DrillVerdict
 from liferaft.format.index import Location
 from liferaft.format.keyfile import KeyRecord
 from liferaft.format.settings import RepoSettings
 from liferaft.format.snapshot import Snapshot
-from liferaft.repo import blobs, damage, names
+from liferaft.repo import blobs, damage, drills, names
 from liferaft.repo.index import ChunkIndex, open_index
 from liferaft.repo.listing import valid_names
 from liferaft.store.base import Store
@@ -222,6 +223,13 @@ class Repository:
         except ObjectMissing:
             self.record_damage(DamageRecord((pack,), tuple((c, pack) for c in cids), (f"pack {pack.hex()[:16]} is missing",)))
             raise
+
+    def record_drill(self, verdict: DrillVerdict) -> str:
+        return drills.record(self.store, Sealer(self.master), verdict)
+
+    def drills(self) -> dict[str, DrillVerdict]:
+        """The newest drill verdict of each snapshot drilled."""
+        return drills.latest(self.store, self.opener, self.warnings)
 
     def record_damage(self, record: DamageRecord) -> None:
         """Remember damage found while reading (best effort: read-only media takes no record)."""
