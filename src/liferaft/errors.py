@@ -260,6 +260,12 @@ class MountFailed(LiferaftError):
     exit_code = 70
 
 
+class FileNotInSnapshot(LiferaftError):
+    """not in the snapshot: {detail}"""
+
+    exit_code = 73
+
+
 class BootFailed(LiferaftError):
     """boot: {detail}"""
 

@@ -35,15 +35,29 @@ def objects(repo: Path) -> set[str]:
     return {str(p.relative_to(repo)) for p in repo.rglob("*") if p.is_file() and "drills" not in p.parts}
 
 
-def nothing_left(repo: Path) -> None:
-    assert "fuse.liferaft" not in Path("/proc/mounts").read_text()
-    assert subprocess.run(["pgrep", "-f", "qemu-system-x86_64 .*liferaft-"], capture_output=True).returncode == 1
-    assert not [p for p in Path("/var/tmp").glob("liferaft-boot-*")]
+def leftovers() -> set[str]:
+    """liferaft's FUSE mounts, QEMU processes and overlay folders on this machine."""
+    mounts = {line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if "fuse.liferaft" in line}
+    found = subprocess.run(["pgrep", "-f", "qemu-system-x86_64 .*liferaft-"], capture_output=True, text=True)
+    return mounts | set(found.stdout.split()) | {str(p) for p in Path("/var/tmp").glob("liferaft-boot-*")}
+
+
+@pytest.fixture
+def nothing_left() -> Callable[[], None]:
+    """nothing_left(): what the test started is gone (what else runs on the machine is let be)."""
+    before = leftovers()
+
+    def check() -> None:
+        left = leftovers() - before
+        assert not left, f"left behind: {sorted(left)}"
+
+    return check
 
 
 def test_a_drill_boots_the_guest_to_its_login_prompt_and_a_broken_one_fails(
-    cli: Callable[..., Result], repo: Path, tmp_path: Path, guest_disk: Path
-) -> None:
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, guest_disk: Path,
+    nothing_left: Callable[[], None],
+) -> None:  # fmt: skip
     good = tmp_path / "guest.img"
     sh("cp", "--sparse=always", str(guest_disk), str(good))
     assert cli("backup", str(good), repo=repo).code == 0
@@ -52,7 +66,7 @@ def test_a_drill_boots_the_guest_to_its_login_prompt_and_a_broken_one_fails(
     assert r.code == 0, r.out + r.err
     assert "pass: snapshot" in r.out and "(bios, " in r.out
     assert objects(repo) == before  # the guest wrote to its overlay only
-    nothing_left(repo)
+    nothing_left()
     # the same guest with its init deleted before the backup: the kernel panics
     broken = tmp_path / "broken.img"
     sh("cp", "--sparse=always", str(guest_disk), str(broken))
@@ -71,15 +85,16 @@ def test_a_drill_boots_the_guest_to_its_login_prompt_and_a_broken_one_fails(
     assert "FAIL" in cli("snapshots", repo=repo).out
     r = cli("drill", "--untested", *MACHINE, repo=repo)
     assert r.code == 0 and "every snapshot has a verdict" in r.err
-    nothing_left(repo)
+    nothing_left()
     # a forgotten snapshot's verdict goes with it
     assert cli("forget", verdict["snapshot_id"], "--prune", repo=repo).code == 0
     assert [p.name.split(".")[0] for p in (repo / "drills").iterdir()] == [rows_ids[str(good)]]
 
 
 def test_boot_runs_the_guest_with_its_console_in_a_file(
-    cli: Callable[..., Result], repo: Path, tmp_path: Path, guest_disk: Path
-) -> None:
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, guest_disk: Path,
+    nothing_left: Callable[[], None],
+) -> None:  # fmt: skip
     broken = tmp_path / "broken.img"  # a guest that stops by itself (panic=-1 and -no-reboot)
     sh("cp", "--sparse=always", str(guest_disk), str(broken))
     sh("debugfs", "-w", "-R", "rm /sbin/init", f"{broken}?offset=1048576")
@@ -88,7 +103,39 @@ def test_boot_runs_the_guest_with_its_console_in_a_file(
     r = cli("boot", "latest", "--memory", "256M", "--console", str(console), repo=repo)
     assert r.code == 0, r.err
     assert "Kernel panic" in console.read_text(errors="replace")
-    nothing_left(repo)
+    nothing_left()
+
+
+def uefi_disk(path: Path, guest: Path) -> Path:
+    """The test guest made UEFI-only: no MBR boot code; an EFI system partition (FAT16, mtools)
+    whose startup.nsh has OVMF's shell start the kernel (its EFI stub), the guest's root after it."""
+    cache = guest.parent
+    sh("truncate", "-s", "300M", str(path))
+    table = "label: gpt\nsize=32M, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B\ntype=linux\n"
+    subprocess.run(["sfdisk", "-q", str(path)], input=table, text=True, check=True)
+    sh("dd", f"if={guest}", f"of={path}", "bs=1M", "skip=1", "seek=33", "count=254", "conv=notrunc,sparse", "status=none")
+    esp = path.with_suffix(".esp")
+    sh("mkfs.fat", "-F", "16", "-C", str(esp), "32768")
+    nsh = path.with_suffix(".nsh")
+    nsh.write_text("fs0:\\vmlinuz console=ttyS0 root=/dev/vda2 initrd=\\initrd.gz panic=-1 quiet loglevel=3\r\n")
+    for src, name in ((cache / "vmlinuz", "vmlinuz"), (cache / "initrd.gz", "initrd.gz"), (nsh, "startup.nsh")):
+        subprocess.run(["mcopy", "-i", str(esp), str(src), f"::/{name}"], check=True, env={"MTOOLS_SKIP_CHECK": "1"})
+    sh("dd", f"if={esp}", f"of={path}", "bs=1M", "seek=1", "conv=notrunc", "status=none")
+    return path
+
+
+def test_a_disk_with_only_an_efi_partition_boots_by_uefi(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, guest_disk: Path,
+    nothing_left: Callable[[], None],
+) -> None:  # fmt: skip
+    disk = uefi_disk(tmp_path / "uefi.img", guest_disk)
+    assert cli("backup", str(disk), repo=repo).code == 0
+    r = cli("drill", "latest", *MACHINE, repo=repo)
+    assert r.code == 0, r.out + r.err
+    assert "(uefi, " in r.out
+    tail = json.loads(cli("show", "latest", "--json", repo=repo).out)["drill"]["console_tail"]
+    assert "Shell>" in tail and "\x1b[" not in tail  # OVMF's shell ran startup.nsh; its colours are gone
+    nothing_left()
 
 
 def test_the_firmware_follows_the_disk() -> None:

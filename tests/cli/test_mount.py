@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from tests.cli.test_damage import blob_of, flip
-from tests.conftest import PASSWORD, PYTHON, Result, sh
-from tests.disks import Part, make_disk
+from tests.conftest import PASSWORD, PYTHON, Result, as_on_a_terminal, sh
+from tests.disks import Part, _walk, make_disk, partition_loop, tree
 
 BOUND_S = 120.0
 """How long a mount may take to appear or to go (a bound, not a timing)."""
@@ -36,13 +36,13 @@ def mounter(tmp_path: Path) -> Iterator[Callable[..., tuple[subprocess.Popen[str
     a test leaves is unmounted and the process ended at teardown."""
     made: list[tuple[subprocess.Popen[str], Path]] = []
 
-    def start(repo: Path, snapshot: str = "latest") -> tuple[subprocess.Popen[str], Path]:
+    def start(repo: Path, snapshot: str = "latest", *options: str) -> tuple[subprocess.Popen[str], Path]:
         where = tmp_path / f"mnt{len(made)}"
         where.mkdir()
         env = {**os.environ, "LIFERAFT_PASSWORD": PASSWORD}
         p = subprocess.Popen(
-            [PYTHON, "-m", "liferaft", "mount", snapshot, str(where), "--repo", str(repo)],
-            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [PYTHON, "-m", "liferaft", "mount", snapshot, str(where), *options, "--repo", str(repo)],
+            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=as_on_a_terminal,
         )  # fmt: skip
         made.append((p, where))
         wait_for(lambda: os.path.ismount(where) or p.poll() is not None, "the mount appears")
@@ -152,3 +152,28 @@ def test_show_names_the_files_a_rescue_backup_could_not_read(  # type: ignore[no
     assert "the filesystem (ext4): 1 file: /big" in text, text
     shown = json.loads(cli("show", sid, "--json", repo=repo).out)
     assert shown["lost_files"][0]["files"] == ["/big"]
+
+
+def test_browse_mounts_each_filesystem_read_only_and_unmounts_them_all(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, mounter: Callable[..., tuple[subprocess.Popen[str], Path]]
+) -> None:
+    disk = tmp_path / "disk.img"
+    make_disk(disk, "gpt", [Part("ext4", 16), Part("ntfs", 16), Part("fat16", 24)], tmp_path)
+    assert cli("backup", str(disk), repo=repo).code == 0
+    p, where = mounter(repo, "latest", "--browse")
+    for n, fs in ((1, "ext4"), (2, "ntfs")):
+        with partition_loop(disk, n, readonly=True) as dev:
+            want = tree(dev, fs, tmp_path / f"orig{n}")
+        assert _walk(where / f"part{n}") == want, f"partition {n} ({fs})"
+    with pytest.raises(OSError):
+        (where / "part1" / "new-file").write_bytes(b"x")  # read-only
+    vfat = "vfat" in Path("/proc/filesystems").read_text()
+    if not vfat:  # this kernel: the FAT partition is named with what to do instead
+        assert sorted(os.listdir(where / "part3")) == []
+    assert cli("umount", str(where)).code == 0
+    _, err = p.communicate(timeout=BOUND_S)
+    assert p.returncode == 0, err
+    assert "part1/ (ext4)" in err and "part2/ (ntfs)" in err
+    if not vfat:
+        assert "part3: vfat, this kernel has no vfat: read it with mtools (mcopy -i" in err, err
+    assert str(where) not in Path("/proc/mounts").read_text()

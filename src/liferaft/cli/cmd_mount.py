@@ -19,6 +19,10 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("mount", parents=[common], help="a snapshot's disk.img and partN.img as read-only files, until unmounted")
     p.add_argument("snapshot", help="'latest' or a snapshot id prefix")
     p.add_argument("directory", type=Path, help="an empty directory to mount on")
+    p.add_argument(
+        "--browse", action="store_true",
+        help="also mount each filesystem read-only under DIR/partN (ext, XFS, btrfs, NTFS; FAT where the kernel has vfat)",
+    )  # fmt: skip
     add_selection(p)
     p.set_defaults(run=run)
     u = sub.add_parser("umount", parents=[common], help="unmount what `liferaft mount` mounted")
@@ -31,9 +35,12 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
     with ctx.open() as repo:
         sid = ctx.snapshot(repo, args.snapshot)
         snap = repo.load_snapshot(sid)
-        with Mount(repo, snap, args.directory) as m:
+        with Mount(repo, snap, args.directory, browse=args.browse) as m:
+            for note in m.notes:
+                ctx.warn(note)
             if not args.quiet:
                 names = ", ".join(f"{name} ({render.size(size)})" for name, (_, size) in m.files.items())
+                names += "".join(f", {folder}/ ({fs})" for folder, fs in m.mounted.items())
                 ctx.err.print(
                     f"snapshot {sid[:12]} mounted on {args.directory}: {names}; "
                     f"`liferaft umount {args.directory}` or Ctrl-C ends it",

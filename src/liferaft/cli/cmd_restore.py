@@ -13,6 +13,7 @@ from liferaft.cli.context import Context, add_selection
 from liferaft.cli.render import BarProgress
 from liferaft.errors import UsageError
 from liferaft.ops import fsck
+from liferaft.ops.files import restore_files
 from liferaft.ops.resize import restore_resized
 from liferaft.ops.restore import restore, stream
 
@@ -21,8 +22,9 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p = sub.add_parser("restore", parents=[common], help="restore a snapshot to an image file or block device")
     p.add_argument("snapshot", help="'latest' or a snapshot id prefix")
     p.add_argument(
-        "target", help="image file (created sparse), block device (not mounted), or - for standard output (a raw stream)"
-    )
+        "target", nargs="?",
+        help="image file (created sparse), block device (not mounted), or - for standard output (a raw stream)",
+    )  # fmt: skip
     add_selection(p)
     p.add_argument("--force", action="store_true", help="overwrite an existing file; restore into the start of a larger device")
     p.add_argument("--verify", action="store_true", help="read the target back and check it against the backup's image digest")
@@ -43,12 +45,16 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
         help="where --shrink stages the partition and --fsck its copies (sparse; default: the temp folder, "
         "or the target's folder for --fsck of a file)",
     )
+    p.add_argument("--files", nargs="+", metavar="PATH", help="only these files and folders (with --to), not the disk")
+    p.add_argument("--to", type=Path, metavar="DIR", help="where --files go, each at its own path under DIR")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
-    if not args.target.strip():
+    if args.files or args.to:
+        return run_files(args, ctx)
+    if not (args.target or "").strip():
         raise UsageError("give a target: an image file, a block device, or - for standard output")
     if args.target == "-":
         return run_stream(args, ctx)
@@ -82,6 +88,27 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         ctx.out.print(f"  fsck partition {c.number or '-'} ({c.filesystem}): {c.verdict}", highlight=False, markup=False)
     for note in r.notes:
         ctx.note(note)
+    return 0
+
+
+def run_files(args: argparse.Namespace, ctx: Context) -> int:
+    if not args.files or not args.to or args.target:
+        raise UsageError("restore --files PATH... --to DIR: name the paths and the folder for them (and no TARGET)")
+    with ctx.open() as repo:
+        sid = ctx.snapshot(repo, args.snapshot)
+        r = restore_files(
+            repo, sid, repo.load_snapshot(sid), args.files, args.to, args.partition, BarProgress(ctx.err, not args.quiet)
+        )  # fmt: skip
+    for w in r.warnings:
+        ctx.warn(w)
+    if ctx.json:
+        render.print_json(r.as_dict())
+        return 0
+    ctx.out.print(
+        f"restored {render.count(r.files, 'file')} ({render.size(r.bytes)}), {render.count(r.folders, 'folder')} and "
+        f"{render.count(r.links, 'link')} from {r.partition} of {sid[:12]} to {r.target}; {r.seconds:.1f} s",
+        highlight=False,
+    )
     return 0
 
 

@@ -39,8 +39,9 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         _print(ctx, r, args.read_data)
     if r.status == DAMAGED:
         lost = sum(loss.bytes for loss in r.lost)
+        verb = "lacks" if len(r.lost) == 1 else "lack"
         raise VerifyFailed(
-            f"{render.count(len(r.lost), 'snapshot')} lack {render.size(lost)}; {len(r.found) + len(r.errors)} problems found"
+            f"{render.count(len(r.lost), 'snapshot')} {verb} {render.size(lost)}; {len(r.found) + len(r.errors)} problems found"
         )
     if r.status == HEALED:
         what = [f"{r.damaged} damaged chunks, {r.healed} of them stored again since"] if r.damaged else []

@@ -43,6 +43,8 @@ OVMF = (
 DEFAULT_EXPECT = r"login: ?$"
 """A login prompt at the end of a console line."""
 TAIL_LINES = 40
+ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]")
+"""A terminal control sequence (ECMA-48 CSI)."""
 POLL_S = 0.2
 
 
@@ -179,7 +181,7 @@ def drill(
                     time.sleep(POLL_S)
             seconds = round(time.monotonic() - guest.started, 2)
             firmware, accel = guest.firmware, guest.accel
-        text = log.read_text(errors="replace").replace("\r", "")
+        text = ANSI.sub("", log.read_text(errors="replace").replace("\r", ""))  # firmware menus colour their text
     tail = "\n".join(text.rstrip("\n").splitlines()[-TAIL_LINES:])
     verdict = DrillVerdict(sid, when, why == "signal seen", seconds, expect, why, firmware, accel, tail)
     repo.record_drill(verdict)

@@ -63,9 +63,8 @@ class _ImageFiles:
 
     use_ns = True
 
-    def __init__(self, fuse: Any, image: SnapshotImage, files: dict[str, tuple[int, int]]) -> None:
-        self.fuse, self.image, self.files = fuse, image, files
-        self.errors = 0
+    def __init__(self, fuse: Any, image: SnapshotImage, files: dict[str, tuple[int, int]], dirs: list[str]) -> None:
+        self.fuse, self.image, self.files, self.dirs = fuse, image, files, dirs
         self.mtime = int(moment(image.snap).timestamp()) * 10**9  # the files' times: when the snapshot was taken
 
     def _file(self, path: str) -> tuple[int, int]:
@@ -76,13 +75,15 @@ class _ImageFiles:
 
     def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
         times = {"st_mtime": self.mtime, "st_atime": self.mtime, "st_ctime": self.mtime}
-        if path == "/":
+        if path == "/" or path.lstrip("/") in self.dirs:  # the root, and where --browse mounts filesystems
             return {"st_mode": stat.S_IFDIR | 0o555, "st_nlink": 2, **times}
         _, size = self._file(path)
         return {"st_mode": stat.S_IFREG | 0o444, "st_nlink": 1, "st_size": size, "st_blocks": -(-size // 512), **times}
 
     def readdir(self, path: str, fh: Any) -> list[str]:
-        return [".", "..", *self.files]
+        if path != "/":
+            return [".", ".."]  # a folder --browse did not mount on
+        return [".", "..", *self.files, *self.dirs]
 
     def open(self, path: str, flags: int) -> int:
         self._file(path)
@@ -97,7 +98,6 @@ class _ImageFiles:
         try:
             return self.image.read_at(start + offset, min(size, length - offset))
         except LiferaftError as exc:
-            self.errors += 1
             log.error("%s bytes %d-%d: %s (the reader got EIO)", path.lstrip("/"), offset, offset + size, exc.message)
             raise self.fuse.FuseOSError(errno.EIO) from None
 
@@ -105,22 +105,40 @@ class _ImageFiles:
         return {"f_bsize": 4096, "f_frsize": 4096, "f_blocks": -(-self.image.size // 4096), "f_namemax": 255}
 
 
-class Mount:
-    """``with Mount(repo, snap, directory):`` the snapshot's files are under directory."""
+BROWSE = {
+    "ext2": ["-t", "ext2", "-o", "ro,loop"],
+    "ext3": ["-t", "ext3", "-o", "ro,loop,noload"],
+    "ext4": ["-t", "ext4", "-o", "ro,loop,noload"],
+    "xfs": ["-t", "xfs", "-o", "ro,loop,norecovery,nouuid"],
+    "btrfs": ["-t", "btrfs", "-o", "ro,loop,rescue=nologreplay"],
+    "vfat": ["-t", "vfat", "-o", "ro,loop"],
+}
+"""How --browse mounts each filesystem: read-only, and without replaying a journal or log (the
+image must not change; a crash-consistent image shows its files as of the last commit)."""
 
-    def __init__(self, repo: Repository, snap: Snapshot, directory: Path, index: ChunkIndex | None = None) -> None:
+
+class Mount:
+    """``with Mount(repo, snap, directory):`` the snapshot's files are under directory; with
+    browse, each filesystem in them is mounted read-only under directory/partN (or
+    directory/fs, for an image without a partition table)."""
+
+    def __init__(
+        self, repo: Repository, snap: Snapshot, directory: Path, index: ChunkIndex | None = None, browse: bool = False
+    ) -> None:  # fmt: skip
         self.directory = Path(directory)
         self._fuse = _fuse()
         self.image = SnapshotImage(repo, snap, index)
         self.files = image_files(snap)
-        self._ops = _ImageFiles(self._fuse, self.image, self.files)
+        self.browse = browse
+        parts = [n for n in self.files if n != "disk.img"] or ["disk.img"]
+        self._browsed = {name: "fs" if name == "disk.img" else name.removesuffix(".img") for name in parts} if browse else {}
+        self._ops = _ImageFiles(self._fuse, self.image, self.files, list(self._browsed.values()))
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
-
-    @property
-    def read_errors(self) -> int:
-        """Reads that got EIO (a repository error; each was logged)."""
-        return self._ops.errors
+        self.mounted: dict[str, str] = {}
+        """With browse: folder -> the filesystem mounted there."""
+        self.notes: list[str] = []
+        """With browse: what could not be mounted, and why."""
 
     def _serve(self) -> None:
         try:
@@ -151,7 +169,36 @@ class Mount:
                 why = f": {self._failure}" if self._failure else ""
                 raise MountFailed(f"the FUSE mount on {self.directory} could not be made{why} (is /dev/fuse there?)")
             time.sleep(0.01)
+        if self.browse:
+            try:
+                self._mount_filesystems()
+            except BaseException:
+                self.__exit__()
+                raise
         return self
+
+    def _mount_filesystems(self) -> None:
+        kernel = Path("/proc/filesystems").read_text().split()
+        for name, folder in self._browsed.items():
+            image, where = self.directory / name, self.directory / folder
+            probe = subprocess.run(["blkid", "-p", "-o", "value", "-s", "TYPE", str(image)], capture_output=True, text=True)
+            fs = probe.stdout.strip()
+            if not fs:
+                self.notes.append(f"{folder}: no filesystem recognised")
+                continue
+            if fs == "ntfs":
+                cmd = ["ntfs-3g", "-o", "ro", str(image), str(where)]
+            elif fs in BROWSE and (fs != "vfat" or "vfat" in kernel):
+                cmd = ["mount", *BROWSE[fs], str(image), str(where)]
+            else:
+                why = "this kernel has no vfat: read it with mtools (mcopy -i" if fs == "vfat" else "not mountable here ("
+                self.notes.append(f"{folder}: {fs}, {why} {image})")
+                continue
+            done = subprocess.run(cmd, capture_output=True, text=True)
+            if done.returncode != 0:
+                self.notes.append(f"{folder}: {fs} did not mount ({done.stderr.strip() or done.returncode})")
+                continue
+            self.mounted[folder] = fs
 
     def wait(self) -> None:
         """Until the mount goes away (``liferaft umount`` or umount)."""
@@ -163,6 +210,7 @@ class Mount:
         try:
             if os.path.ismount(self.directory):  # also where the loop ended on its own (a signal)
                 unmount(self.directory)
+            self.mounted.clear()
             if self._thread is not None:
                 self._thread.join(MOUNT_WAIT_S)
         finally:
@@ -170,7 +218,16 @@ class Mount:
 
 
 def unmount(directory: Path) -> None:
-    """Unmount a liferaft mount (lazily if it is busy: it goes once the last reader closes)."""
+    """Unmount a liferaft mount and what --browse mounted under it, those first (each lazily if
+    it is busy: it goes once the last reader closes)."""
+    inside = str(directory.resolve()).rstrip("/") + "/"
+    below = [line.split()[1] for line in Path("/proc/mounts").read_text().splitlines() if line.split()[1].startswith(inside)]
+    for where in sorted(below, key=len, reverse=True):
+        _unmount_one(Path(where.replace("\\040", " ")))
+    _unmount_one(directory)
+
+
+def _unmount_one(directory: Path) -> None:
     tool = shutil.which("fusermount3") or shutil.which("fusermount")
     for cmd in ([tool, "-u", str(directory)] if tool else None, ["umount", str(directory)], ["umount", "-l", str(directory)]):
         if cmd is None:
