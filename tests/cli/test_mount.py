@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import time
@@ -17,7 +18,7 @@ import pytest
 
 from tests.cli.test_damage import blob_of, flip
 from tests.conftest import PASSWORD, PYTHON, Result, as_on_a_terminal, sh
-from tests.disks import Part, _walk, make_disk, partition_loop, tree
+from tests.disks import SAMPLE, Part, _walk, gpt_image, make_disk, make_fs, mounted, partition_loop, tree
 
 BOUND_S = 120.0
 """How long a mount may take to appear or to go (a bound, not a timing)."""
@@ -154,6 +155,14 @@ def test_show_names_the_files_a_rescue_backup_could_not_read(  # type: ignore[no
     assert shown["lost_files"][0]["files"] == ["/big"]
 
 
+def browsed_as_made(disk: Path, where: Path, parts: tuple[tuple[int, str], ...], tmp_path: Path) -> None:
+    """Each partition's files under where/partN equal those its own driver reads from disk."""
+    for n, fs in parts:
+        with partition_loop(disk, n, readonly=True) as dev:
+            want = tree(dev, fs, tmp_path / f"orig{n}")
+        assert _walk(where / f"part{n}") == want, f"partition {n} ({fs})"
+
+
 def test_browse_mounts_each_filesystem_read_only_and_unmounts_them_all(
     cli: Callable[..., Result], repo: Path, tmp_path: Path, mounter: Callable[..., tuple[subprocess.Popen[str], Path]]
 ) -> None:
@@ -161,10 +170,9 @@ def test_browse_mounts_each_filesystem_read_only_and_unmounts_them_all(
     make_disk(disk, "gpt", [Part("ext4", 16), Part("ntfs", 16), Part("fat16", 24)], tmp_path)
     assert cli("backup", str(disk), repo=repo).code == 0
     p, where = mounter(repo, "latest", "--browse")
-    for n, fs in ((1, "ext4"), (2, "ntfs")):
-        with partition_loop(disk, n, readonly=True) as dev:
-            want = tree(dev, fs, tmp_path / f"orig{n}")
-        assert _walk(where / f"part{n}") == want, f"partition {n} ({fs})"
+    browsed_as_made(disk, where, ((1, "ext4"), (2, "ntfs")), tmp_path)
+    with partition_loop(disk, 3, readonly=True) as dev:  # FAT without a kernel driver: mtools reads part3.img
+        assert tree(str(where / "part3.img"), "fat16", tmp_path / "copy3") == tree(dev, "fat16", tmp_path / "orig3")
     with pytest.raises(OSError):
         (where / "part1" / "new-file").write_bytes(b"x")  # read-only
     vfat = "vfat" in Path("/proc/filesystems").read_text()
@@ -176,4 +184,23 @@ def test_browse_mounts_each_filesystem_read_only_and_unmounts_them_all(
     assert "part1/ (ext4)" in err and "part2/ (ntfs)" in err
     if not vfat:
         assert "part3: vfat, this kernel has no vfat: read it with mtools (mcopy -i" in err, err
+    assert str(where) not in Path("/proc/mounts").read_text()
+
+
+def test_browse_mounts_xfs_and_btrfs_too(
+    cli: Callable[..., Result], repo: Path, tmp_path: Path, mounter: Callable[..., tuple[subprocess.Popen[str], Path]]
+) -> None:
+    disk = gpt_image(tmp_path / "disk.img", 720, [320, 320])  # XFS needs 300 MiB at least
+    for n, fs in ((1, "xfs"), (2, "btrfs")):
+        with partition_loop(disk, n) as dev:
+            make_fs(dev, fs)
+            with mounted(dev, tmp_path / f"fill{n}", fs) as m:
+                shutil.copytree(SAMPLE, m / "doc", symlinks=True)
+                (m / "hello.txt").write_text(f"written on {fs}\n")
+    assert cli("backup", str(disk), repo=repo).code == 0
+    p, where = mounter(repo, "latest", "--browse")
+    browsed_as_made(disk, where, ((1, "xfs"), (2, "btrfs")), tmp_path)
+    assert cli("umount", str(where)).code == 0
+    _, err = p.communicate(timeout=BOUND_S)
+    assert p.returncode == 0 and "part1/ (xfs)" in err and "part2/ (btrfs)" in err, err
     assert str(where) not in Path("/proc/mounts").read_text()
