@@ -139,6 +139,13 @@ def test_verify_files_names_the_file_a_damaged_chunk_held(  # type: ignore[no-un
     assert "the filesystem (ext4): 1 file: /big" in r.out, r.out
     lost = json.loads(cli("verify", "--files", "--json", repo=repo).out)["lost"]
     assert lost[0]["files"][0]["files"] == ["/big"]
+    # the mount in this process ended: a write to a closed pipe raises again, as Python has it
+    # (libfuse, ending, set SIGPIPE back to its default, which kills the process on the spot)
+    read, write = os.pipe()
+    os.close(read)
+    with pytest.raises(BrokenPipeError):
+        os.write(write, b"x")
+    os.close(write)
 
 
 def test_show_names_the_files_a_rescue_backup_could_not_read(  # type: ignore[no-untyped-def]

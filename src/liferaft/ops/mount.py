@@ -15,6 +15,7 @@ import errno
 import logging
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -135,6 +136,7 @@ class Mount:
         self._ops = _ImageFiles(self._fuse, self.image, self.files, list(self._browsed.values()))
         self._thread: threading.Thread | None = None
         self._failure: BaseException | None = None
+        self._sigpipe: signal._HANDLER = None
         self.mounted: dict[str, str] = {}
         """With browse: folder -> the filesystem mounted there."""
         self.notes: list[str] = []
@@ -160,6 +162,7 @@ class Mount:
         if os.path.ismount(self.directory):
             self.image.close()
             raise MountFailed(f"{self.directory} is a mount point already (`liferaft umount {self.directory}`)")
+        self._sigpipe = signal.getsignal(signal.SIGPIPE)
         self._thread = threading.Thread(target=self._serve, name="fuse", daemon=True)
         self._thread.start()
         deadline = time.monotonic() + MOUNT_WAIT_S
@@ -215,6 +218,10 @@ class Mount:
                 self._thread.join(MOUNT_WAIT_S)
         finally:
             self.image.close()
+            # libfuse, ending, sets SIGPIPE to its default (death) where it found it ignored, as
+            # Python leaves it: a later write to a closed pipe would kill this process outright
+            if self._sigpipe is not None and threading.current_thread() is threading.main_thread():
+                signal.signal(signal.SIGPIPE, self._sigpipe)
 
 
 def unmount(directory: Path) -> None:
