@@ -188,6 +188,10 @@ class SnapshotImage:
         if offset < 0 or length < 0:
             raise ValueError("negative offset or length")
         end = min(offset + length, self.size)
+        i = offset // self.chunk_size
+        if end <= (i + 1) * self.chunk_size:  # within one chunk (a mount's reads): one copy, not three
+            base = i * self.chunk_size
+            return self.chunk(i)[offset - base : end - base] if offset < end else b""
         out = bytearray()
         at = offset
         while at < end:
