@@ -92,6 +92,8 @@ class Guest:
 
     process: subprocess.Popen[bytes]
     console: Path | None
+    messages: Path
+    """QEMU's own messages (its standard error)."""
     firmware: str
     accel: str
     started: float
@@ -136,9 +138,11 @@ def booted(
             cmd += ["-serial", f"file:{console}"]
         else:
             cmd += ["-serial", "mon:stdio" if interactive else "stdio"]
-        process = subprocess.Popen(cmd, stdin=None if interactive else subprocess.DEVNULL, stderr=subprocess.PIPE)
+        messages = work / "qemu.log"
+        with open(messages, "wb") as err:  # a file, not a pipe: a pipe nobody reads fills and stops QEMU
+            process = subprocess.Popen(cmd, stdin=None if interactive else subprocess.DEVNULL, stderr=err)
         stack.callback(_stop, process)
-        yield Guest(process, console, firmware, accel, time.monotonic())
+        yield Guest(process, console, messages, firmware, accel, time.monotonic())
 
 
 def _stop(process: subprocess.Popen[bytes]) -> None:
@@ -149,8 +153,6 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
-    if process.stderr is not None:
-        process.stderr.close()
 
 
 def drill(
@@ -173,7 +175,7 @@ def drill(
                 if pattern.search(text.replace("\r", "")):
                     why = "signal seen"
                 elif guest.process.poll() is not None:
-                    err = guest.process.stderr.read().decode(errors="replace").strip() if guest.process.stderr else ""
+                    err = guest.messages.read_text(errors="replace").strip()
                     why = f"the guest stopped (QEMU exit {guest.process.returncode}{': ' + err if err else ''})"
                 elif time.monotonic() > deadline:
                     why = f"timed out after {timeout_s:g} s"
