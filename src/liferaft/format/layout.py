@@ -103,6 +103,12 @@ class RegionRecord:
     recovery: str = ""
     """Why the filesystem needs recovery (a journal to replay, a dirty NTFS); '' when clean."""
 
+    @property
+    def title(self) -> str:
+        """'partition 2 (ext4)', or 'the filesystem' of an image without a partition table."""
+        name = f"partition {self.number}" if self.number else "the filesystem"
+        return f"{name} ({self.filesystem})" if self.filesystem else name
+
 
 @dataclass(frozen=True, slots=True)
 class DiskLayout:

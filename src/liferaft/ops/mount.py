@@ -272,8 +272,7 @@ def files_in(
         end = r.start + r.size
         inside = [(max(a, r.start) - r.start, min(b, end) - r.start) for a, b in ranges if a < end and r.start < b]
         if inside:
-            name = f"partition {r.number}" if r.number else "the filesystem"
-            hits.append((r, f"{name} ({r.filesystem})" if r.filesystem else name, inside))
+            hits.append((r, r.title, inside))
     out = [PartitionFiles(name, None, note="" if r.filesystem in CAN_SAY else _cannot(r.filesystem)) for r, name, _ in hits]
     if not any(r.filesystem in CAN_SAY for r, _, _ in hits):
         return out

@@ -334,8 +334,7 @@ def _partitions(snap: Snapshot, ranges: list[tuple[int, int]]) -> list[str]:
     hit = []
     for r in snap.disk.regions:
         if any(a < r.start + r.size and r.start < b for a, b in ranges):
-            name = f"partition {r.number}" if r.number else "the filesystem"
-            hit.append(f"{name} ({r.filesystem})" if r.filesystem else name)
+            hit.append(r.title)
     covered = sum(max(0, min(b, r.start + r.size) - max(a, r.start)) for r in snap.disk.regions for a, b in ranges)
     if covered < sum(b - a for a, b in ranges):
         hit.append("the partition table or gaps between partitions")
