@@ -278,6 +278,25 @@ class DrillFailed(LiferaftError):
     exit_code = 72
 
 
+# --- unattended operation -----------------------------------------------------------------------
+class ConfigInvalid(LiferaftError):
+    """{path}:{line}: {reason}"""
+
+    exit_code = 80
+
+
+class DaemonRunning(LiferaftError):
+    """another liferaft daemon already runs for {path} (pid {pid}): stop it first, or reload it with SIGHUP"""
+
+    exit_code = 81
+
+
+class JobsUnhealthy(LiferaftError):
+    """{detail}"""
+
+    exit_code = 82
+
+
 class Interrupted(LiferaftError):
     """interrupted: nothing of this run was committed and the repository is consistent; run the command again"""
 

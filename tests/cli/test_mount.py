@@ -164,7 +164,8 @@ def test_show_names_the_files_a_rescue_backup_could_not_read(  # type: ignore[no
 
 def browsed_as_made(disk: Path, where: Path, parts: tuple[tuple[int, str], ...], tmp_path: Path) -> None:
     """Each partition's files under where/partN equal those its own driver reads from disk."""
-    for n, fs in parts:
+    for n, fs in parts:  # --browse mounts them after the FUSE mount itself is up
+        wait_for(lambda n=n: os.path.ismount(where / f"part{n}"), f"part{n} mounted")
         with partition_loop(disk, n, readonly=True) as dev:
             want = tree(dev, fs, tmp_path / f"orig{n}")
         assert _walk(where / f"part{n}") == want, f"partition {n} ({fs})"

@@ -16,7 +16,9 @@ from liferaft.cli import (
     cmd_backup,
     cmd_boot,
     cmd_bundle,
+    cmd_config,
     cmd_copy,
+    cmd_daemon,
     cmd_forget,
     cmd_gc,
     cmd_init,
@@ -27,6 +29,7 @@ from liferaft.cli import (
     cmd_settings,
     cmd_show,
     cmd_snapshots,
+    cmd_status,
     cmd_track,
     cmd_verify,
 )
@@ -51,6 +54,9 @@ COMMANDS = [
     cmd_settings,
     cmd_key,
     cmd_track,
+    cmd_daemon,
+    cmd_status,
+    cmd_config,
     cmd_bundle,
 ]
 

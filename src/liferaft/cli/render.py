@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, ProgressColumn, Task, TaskID, Tex
 from rich.text import Text
 
 from liferaft.errors import UsageError
+from liferaft.format import units
 
 
 def size(n: float) -> str:
@@ -50,15 +51,10 @@ def count(n: int, noun: str, plural: str | None = None) -> str:
 
 
 def parse_size(text: str) -> int:
-    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
-    t = text.strip().upper().removesuffix("IB").removesuffix("B")
     try:
-        value = int(t[:-1]) * units[t[-1]] if t and t[-1] in units else int(t)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise UsageError(f"not a size: {text!r} (a size above zero, e.g. 1M, 512K)")
-    return value
+        return units.parse_size(text)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
 
 
 def positive(kind: type[int] | type[float]) -> Callable[[str], int | float]:

@@ -14,12 +14,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from liferaft.format import units
 from liferaft.store.base import Store
 from liferaft.store.faults import CRASH_ENV, PAUSE_ENV, FaultStore
+from liferaft.store.limit import LimitStore
 from liferaft.store.local import LocalStore
 from liferaft.store.memory import MemoryStore
 from liferaft.store.retry import RetryStore
 
+LIMIT_ENV = "LIFERAFT_UPLOAD_LIMIT"
 RETRY_ENV = "LIFERAFT_STORE_RETRY_S"
 RETRY_DEADLINE_S = 300.0
 
@@ -35,6 +38,8 @@ class StoreOptions:
     """A crash point (tests): the process kills itself just before this write; 0 for none."""
     pause_before: str = ""
     """A pause point (tests): the process stops itself before it first puts a name with this prefix."""
+    upload_limit: int = 0
+    """Bytes per second the run may write (0: no cap)."""
 
     @classmethod
     def from_env(cls) -> StoreOptions:
@@ -52,7 +57,20 @@ class StoreOptions:
             retry_deadline=retry,
             crash_at_write=int(crash_at) if crash_at.isdigit() else 0,
             pause_before=os.environ.get(PAUSE_ENV, ""),
+            upload_limit=_size_env(LIMIT_ENV),
         )
+
+
+def _size_env(name: str) -> int:
+    text = os.environ.get(name, "")
+    if not text:
+        return 0
+    try:
+        return units.parse_size(text)
+    except ValueError as e:
+        from liferaft.errors import UsageError
+
+        raise UsageError(f"{name}: {e}") from None
 
 
 def _local(rest: str) -> Store:
@@ -84,6 +102,8 @@ def open_store(location: str, options: StoreOptions | None = None) -> Store:
     store: Store = RetryStore(
         _open(location), attempts=options.retry_attempts, first_delay=options.retry_first_delay, deadline=options.retry_deadline
     )
+    if options.upload_limit:
+        store = LimitStore(store, options.upload_limit)
     if options.crash_at_write or options.pause_before:
         store = FaultStore(store, crash_at_write=options.crash_at_write, pause_before=options.pause_before)
     return store
