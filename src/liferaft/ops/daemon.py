@@ -33,13 +33,15 @@ from liferaft.errors import ConfigInvalid, DaemonRunning
 from liferaft.ops import alerts
 from liferaft.ops.jobconfig import Config, JobConfig, Limits, load
 from liferaft.ops.jobstate import JobState, Plan
-from liferaft.ops.schedule import Schedule
+from liferaft.ops.schedule import Interval, Schedule
 from liferaft.store.open import LIMIT_ENV
 
 log = logging.getLogger("liferaft.daemon")
 KINDS = ("backup", "verify", "drill")
 TRACKER_RESTART_S = 5.0
 MAX_BACKOFF_S = 6 * 3600.0
+BEAT_S = 15.0
+"""Between runs, how often the RPO is checked, the metrics renewed and the heartbeat written."""
 STOP_GRACE_S = 120.0
 """After SIGTERM, how long a child may take to end cleanly before it is killed."""
 
@@ -96,6 +98,8 @@ class Daemon:
         self.config: Config = load(config_path)
         self.stop = threading.Event()
         self.wake = threading.Event()
+        self.ran = threading.Event()
+        """A run ended: the RPO, the metrics and the heartbeat are renewed at once."""
         self.reload_wanted = False
         self.children: set[subprocess.Popen[str]] = set()
         self.children_lock = threading.Lock()
@@ -133,15 +137,19 @@ class Daemon:
         watchdog_s = int(os.environ.get("WATCHDOG_USEC", "0")) / 2e6
         log.info("daemon started: %d jobs from %s", len(self.config.jobs), self.config_path)
         sd_notify("READY=1\nSTATUS=running")
+        last_beat = 0.0
         try:
             while not self.stop.is_set():
                 if self.reload_wanted:
                     self._reload()
                 self._supervise_trackers()
                 self._start_due()
-                self._check_rpo()
-                self._update_metrics()
-                self.state.set_fact("heartbeat", str(time.time()))
+                if time.monotonic() - last_beat >= BEAT_S or self.ran.is_set():  # idle: no write each second
+                    self.ran.clear()
+                    self._check_rpo()
+                    self._update_metrics()
+                    self.state.set_fact("heartbeat", str(time.time()))
+                    last_beat = time.monotonic()
                 if watchdog_s:
                     sd_notify("WATCHDOG=1")
                 self.wake.wait(timeout=min(1.0, watchdog_s or 1.0))
@@ -278,7 +286,8 @@ class Daemon:
         slot = plan.next_run
         run_id = self.state.start(job.name, kind, slot)
         log.info("%s %s: started", job.name, kind)
-        alerts.ping(job.ping, "start") if kind == "backup" else None
+        if kind == "backup":
+            alerts.ping(job.ping, "start")
         started = time.time()
         try:
             result, code, output, message, figures = self._steps(job, kind)
@@ -290,10 +299,13 @@ class Daemon:
         if self.stop.is_set() and result != "ok":
             result, message = "cancelled", "the daemon was stopped during the run"
         self.state.finish(run_id, result, code, output, message, **figures)
+        log.info("%s %s: %s%s", job.name, kind, result, f" ({message})" if message else "")
+        if result == "cancelled":  # its slot stays due: the next daemon runs it first
+            return
         schedule = schedule_of(job, kind)
         assert schedule is not None
         now = time.time()
-        base = started if schedule.__class__.__name__ == "Interval" else now
+        base = started if isinstance(schedule, Interval) else now
         regular = schedule.next_after(datetime.fromtimestamp(base)).timestamp()
         failures = 0 if result == "ok" else plan.failures + (result == "failed")
         next_run = regular
@@ -301,10 +313,8 @@ class Daemon:
             next_run = min(regular, now + min(self.config.retry_after * 2 ** (failures - 1), MAX_BACKOFF_S))
         rpo_alerted = plan.rpo_alerted and result != "ok"
         self.state.set_plan(Plan(job.name, kind, slot, next_run, failures, rpo_alerted))
-        log.info("%s %s: %s%s", job.name, kind, result, f" ({message})" if message else "")
-        if result == "cancelled":
-            return
         self._tell(job, kind, result, message or "", output, recovered=result == "ok" and plan.failures > 0)
+        self.ran.set()
         self.wake.set()
 
     def _tell(self, job: JobConfig, kind: str, result: str, message: str, output: str, recovered: bool) -> None:
