@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from liferaft.cli.context import Context
-from liferaft.ops.daemon import Daemon
 from liferaft.ops.jobconfig import DEFAULT_PATH, load
 
 UNIT = """\
@@ -61,6 +60,8 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, ctx: Context) -> int:
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s liferaft daemon: %(levelname)s %(message)s")
+    from liferaft.ops.daemon import Daemon  # Linux-only (fcntl): `import liferaft.cli.main` works without it
+
     return Daemon(args.config).run()
 
 
