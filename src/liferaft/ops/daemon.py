@@ -270,17 +270,16 @@ class Daemon:
         for key, t in list(self.running.items()):
             if not t.is_alive():
                 del self.running[key]
-        for job in self.config.jobs.values():
-            for kind in KINDS:
-                plan = self._due(job, kind, now)
-                if plan is None or (job.name, kind) in self.running or job.source in self.busy:
-                    continue
-                if len(self.running) >= self.config.limits.jobs_at_once:
-                    return
-                self.busy.add(job.source)
-                t = threading.Thread(target=self._run_job, args=(job, kind, plan), name=f"{job.name}:{kind}", daemon=True)
-                self.running[(job.name, kind)] = t
-                t.start()
+        due = [(plan, job, kind) for job in self.config.jobs.values() for kind in KINDS if (plan := self._due(job, kind, now))]
+        for plan, job, kind in sorted(due, key=lambda d: d[0].next_run or 0.0):  # the longest waiting first: none starves
+            if (job.name, kind) in self.running or job.source in self.busy:
+                continue
+            if len(self.running) >= self.config.limits.jobs_at_once:
+                return
+            self.busy.add(job.source)
+            t = threading.Thread(target=self._run_job, args=(job, kind, plan), name=f"{job.name}:{kind}", daemon=True)
+            self.running[(job.name, kind)] = t
+            t.start()
 
     def _run_job(self, job: JobConfig, kind: str, plan: Plan) -> None:
         slot = plan.next_run
@@ -433,7 +432,7 @@ class Daemon:
             if job.rpo is None:
                 continue
             plan = self.state.plan(job.name, "backup")
-            age = self._rpo_age(job.name, now)
+            age = self.state.rpo_age(job.name, now)
             if age is not None and age > job.rpo and not plan.rpo_alerted:
                 log.warning("%s: the newest good snapshot is %.0f s old, past its RPO of %.0f s", job.name, age, job.rpo)
                 if "rpo" in self.config.notify.on:
@@ -442,13 +441,6 @@ class Daemon:
                                   f"the objective is {job.rpo / 60:.0f} min.")  # fmt: skip
                 self.state.set_plan(replace(plan, rpo_alerted=True))
 
-    def _rpo_age(self, job: str, now: float) -> float | None:
-        last = self.state.last(job, "backup", "ok")
-        if last and last.ended:
-            return now - last.ended
-        started = json.loads(self.state.fact("daemon") or "{}").get("started")
-        return now - started if started else None
-
     def _update_metrics(self) -> None:
         now = time.time()
         out = []
@@ -456,6 +448,6 @@ class Daemon:
             ok, last = self.state.last(job.name, "backup", "ok"), self.state.last(job.name, "backup")
             out.append(alerts.JobMetrics(
                 job.name, ok.ended if ok else None, last.duration if last else None, last.new_bytes if last else None,
-                last.stored_bytes if last else None, self._rpo_age(job.name, now), bool(last and last.result == "failed"),
+                last.stored_bytes if last else None, self.state.rpo_age(job.name, now), bool(last and last.result == "failed"),
             ))  # fmt: skip
         self.metrics.update(out)

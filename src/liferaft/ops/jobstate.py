@@ -7,6 +7,7 @@ repository data, so losing it loses only history: the daemon then runs each job 
 
 from __future__ import annotations
 
+import json
 import sqlite3
 import threading
 import time
@@ -117,6 +118,14 @@ class JobState:
             sql, args = sql + " AND result=?", [*args, result]
         row = self._run(sql + " ORDER BY id DESC LIMIT 1", *args).fetchone()
         return Run(*row) if row else None
+
+    def rpo_age(self, job: str, now: float) -> float | None:
+        """Age of the job's newest good backup; with none yet, the time since the daemon started."""
+        ok = self.last(job, "backup", "ok")
+        if ok and ok.ended:
+            return now - ok.ended
+        started = json.loads(self.fact("daemon") or "{}").get("started")
+        return now - started if started else None
 
     # --- plans
     def plan(self, job: str, kind: str) -> Plan:

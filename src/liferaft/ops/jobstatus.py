@@ -82,8 +82,7 @@ def status(config: Config) -> DaemonStatus:
         for job in config.jobs.values():
             plan = state.plan(job.name, "backup")
             last, ok = state.last(job.name, "backup"), state.last(job.name, "backup", "ok")
-            started = daemon.get("started")
-            age = now - ok.ended if ok and ok.ended else (now - started if started else None)
+            age = state.rpo_age(job.name, now)
             tracker = json.loads(state.fact(f"tracker:{job.name}") or "null")
             location = config.repositories[job.repository].location
             free = None
