@@ -70,3 +70,35 @@ def test_a_full_ring_buffer_is_reported(tmp_path: Path, loopdev: Callable[..., s
         assert t.overruns() > 0
     finally:
         t.close()
+
+
+def test_ring_buffer_pages_are_walked_whole_across_record_kinds(tmp_path: Path, loopdev: Callable[..., str]) -> None:
+    """Thousands of writes, each followed by a marker of another size: short records, long ones
+    (over 112 bytes: their length in a word of their own), so pages fill and end in padding at
+    every offset. Every block written is traced, and nothing else."""
+    import mmap
+    import random
+
+    img = tmp_path / "r.img"
+    sh("truncate", "-s", "64M", str(img))
+    dev = loopdev(img)
+    t = BlockTrace(dev)
+    rng = random.Random(5)
+    buf = mmap.mmap(-1, 1 << 20)  # page-aligned, for O_DIRECT
+    fd = os.open(dev, os.O_WRONLY | os.O_DIRECT)
+    marker = os.open(t.instance / "trace_marker", os.O_WRONLY)
+    written: set[int] = set()
+    try:
+        for _ in range(3000):
+            n = rng.choice([1, 2, 8, 64, 256])
+            block = rng.randrange(0, 16384 - n)
+            os.pwrite(fd, memoryview(buf)[: n * 4096], block * 4096)
+            written.update(range(block, block + n))
+            os.write(marker, b"m" * rng.choice([1, 50, 100, 113, 200, 900]))
+        got = {b for off, length in traced(t) for b in range(off // 4096, (off + length) // 4096)}
+        assert t.overruns() == 0
+        assert got == written
+    finally:
+        os.close(marker)
+        os.close(fd)
+        t.close()

@@ -38,7 +38,9 @@ from liferaft.source.options import BUFFER_KB
 RUN_DIR = Path("/run/liferaft")
 GRAIN = 256 * 1024
 """Tracking granularity: the smallest chunk size a repository may have."""
-DRAIN_EVERY_S = 0.1
+DRAIN_EVERY_S = 1.0
+"""Between requests (each of which drains first): the ring buffer holds far more than a second of
+events, and a drain a second keeps a tracker under a busy writer near idle."""
 PERSIST_EVERY_S = 5.0
 
 
@@ -93,15 +95,20 @@ class Tracker:
         self.trace = BlockTrace(device, buffer_kb)
         self._overruns = 0  # a fresh instance: any overrun at all is a loss
 
-    def _drain(self) -> None:
-        """Caller holds the lock."""
-        e = self.epoch
+    def _drain(self, check_overruns: bool = True) -> None:
+        """Caller holds the lock. Overruns are checked before every answer (mark, since) and at
+        each persist; found later than they happened, they only refuse more epochs."""
+        e, written, last = self.epoch, self.written, self.grains - 1
         for offset, length in self.trace.drain():
-            first, end = offset // GRAIN, min((offset + length - 1) // GRAIN, self.grains - 1)
-            self.written[first : end + 1] = array.array("I", [e]) * (end + 1 - first)
-        overruns = self.trace.overruns()
-        if overruns != self._overruns:
-            self._overruns, self.lost_epoch = overruns, e
+            first, end = offset // GRAIN, min((offset + length - 1) // GRAIN, last)
+            if first == end:
+                written[first] = e
+            else:
+                written[first : end + 1] = array.array("I", [e]) * (end + 1 - first)
+        if check_overruns:
+            overruns = self.trace.overruns()
+            if overruns != self._overruns:
+                self._overruns, self.lost_epoch = overruns, e
 
     def mark(self) -> Mark:
         with self._lock:
@@ -190,9 +197,10 @@ class Tracker:
                     self._handle(conn)
                 except (OSError, ValueError, TypeError, AttributeError):
                     pass  # no request within the tick, or a malformed one: tracking goes on
+                due = time.monotonic() - persisted > PERSIST_EVERY_S
                 with self._lock:
-                    self._drain()
-                if time.monotonic() - persisted > PERSIST_EVERY_S:
+                    self._drain(check_overruns=due)
+                if due:
                     self.persist()
                     persisted = time.monotonic()
         finally:
