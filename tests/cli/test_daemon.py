@@ -128,9 +128,15 @@ def setup(tmp_path: Path, cli: Callable[..., Result]) -> Iterator[Setup]:
 
 
 def test_jobs_run_on_schedule_status_reports_them_and_retention_keeps_what_it_says(setup: Setup) -> None:
-    setup.write('schedule = "2s"\nrpo = "1h"\nkeep = { last = 2 }')
+    setup.write('schedule = "2s"\nrpo = "1h"\nkeep = { last = 2 }\nverify = { schedule = "2s", read_data = "1/2" }')
     d = setup.start()
     done = wait_for("three good backups", lambda: setup.finished(3, "ok"))
+    def verified() -> list[dict[str, Any]]:
+        return [r for r in setup.runs("verify") if r["result"] == "ok"]
+
+    wait_for("two verify runs", lambda: len(verified()) >= 2)
+    shares = [r["message"].rsplit("share ", 1)[-1] for r in verified()][:2]
+    assert shares == ["1/2)", "2/2)"], verified()  # the next share each run, so both halves of the packs get read
     code, st = setup.status()
     assert code == 0, st
     job = st["jobs"][0]
@@ -286,6 +292,7 @@ def test_sigterm_during_a_backup_ends_it_cleanly_and_the_next_run_succeeds(setup
         ('schedule = "1h"\ncopy_to = "offsite"', 14, "copy_to 'offsite' is not one of the [repositories.NAME] (main)"),
         ('schedule = "1h"\nrpo = "soon"', 14, "bad rpo"),
         ("", 10, "[jobs.disk] has no schedule"),
+        ('schedule = "1h"\nverify = { schedule = "daily", read_data = "2/7" }', 14, "read_data must be true, false or a share"),
     ],
 )
 def test_a_bad_config_is_refused_with_file_line_and_reason(setup: Setup, job: str, line: int, reason: str) -> None:

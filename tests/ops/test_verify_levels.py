@@ -13,6 +13,7 @@ import liferaft
 from liferaft.errors import VerifyFailed
 from liferaft.format import FLAG_META, UNSTORED
 from liferaft.format.chunkmap import encode_piece
+from liferaft.ops.verify import in_share, parse_subset
 from liferaft.repo.image import SnapshotImage
 from liferaft.repo.writer import BackupWriter
 from tests.conftest import FAST_KDF
@@ -41,3 +42,36 @@ def test_a_reordered_chunk_map_fails_the_image_digest(tmp_path: Path) -> None:
         liferaft.restore(repo, bad, str(out), force=True, verify=True)
     assert not out.exists() or out.read_bytes() == src.read_bytes()  # the failed restore left the old file
     repo.close()
+
+
+def test_read_data_shares_read_every_pack_once_and_find_damage_in_theirs(tmp_path: Path) -> None:
+    repo = liferaft.init_repository(str(tmp_path / "repo"), b"pw", chunk_size=CHUNK, cache_root=tmp_path / "cache", cost=FAST_KDF)
+    src = tmp_path / "disk.img"
+    for _ in range(8):  # a pack or more per backup
+        src.write_bytes(os.urandom(4 * CHUNK))
+        liferaft.backup(repo, str(src), provider="plain")
+    packs = sorted(p.name for p in (tmp_path / "repo" / "packs").rglob("*") if p.is_file())
+    full = liferaft.verify(repo, read_data=True)
+    assert full.ok and full.packs == len(packs) >= 8 and not full.subset
+    shares = [liferaft.verify(repo, read_data=True, subset=(k, 3)) for k in (1, 2, 3)]
+    assert [r.subset for r in shares] == ["1/3", "2/3", "3/3"]
+    assert sum(r.packs for r in shares) == len(packs)  # each pack in exactly one share
+    assert sum(r.bytes_read for r in shares) == full.bytes_read
+    assert all(r.ok for r in shares)
+    victim = packs[0]
+    k = next(k for k in (1, 2, 3) if in_share(victim, k, 3))
+    path = next((tmp_path / "repo" / "packs").rglob(victim))
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0xFF
+    path.write_bytes(bytes(data))
+    other = liferaft.verify(repo, read_data=True, subset=(k % 3 + 1, 3))
+    assert other.status == "clean"  # that pack is not in this share: not read
+    mine = liferaft.verify(repo, read_data=True, subset=(k, 3))
+    assert mine.status == "damaged" and any(victim[:16] in f for f in mine.found), mine.found
+    repo.close()
+
+
+@pytest.mark.parametrize("text", ["0/3", "4/3", "1/0", "1", "a/b", "-1/2"])
+def test_a_bad_share_is_refused(text: str) -> None:
+    with pytest.raises(ValueError, match="K/N"):
+        parse_subset(text)

@@ -9,7 +9,7 @@ from liferaft.cli import render
 from liferaft.cli.context import Context, add_selection
 from liferaft.cli.render import BarProgress
 from liferaft.errors import UsageError, VerifyFailed, VerifyHealed
-from liferaft.ops.verify import CLEAN, DAMAGED, HEALED, VerifyResult, verify
+from liferaft.ops.verify import CLEAN, DAMAGED, HEALED, VerifyResult, parse_subset, verify
 
 
 def add(sub: Any, common: argparse.ArgumentParser) -> None:
@@ -17,6 +17,10 @@ def add(sub: Any, common: argparse.ArgumentParser) -> None:
     p.add_argument("snapshot", nargs="?", help="only this snapshot's structure (default: all)")
     add_selection(p)
     p.add_argument("--read-data", action="store_true", help="also read every pack: decrypt every blob and recompute its id")
+    p.add_argument(
+        "--read-data-subset", metavar="K/N", type=_subset,
+        help="like --read-data, for the K-th of N shares of the packs only (by pack id): runs with K = 1..N read every pack once",
+    )  # fmt: skip
     p.add_argument(
         "--files", action="store_true",
         help="name the files that lost bytes fall in, where the filesystem can say (ext; mounts each snapshot that lacks data)",
@@ -32,11 +36,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 "--source and --host choose what a snapshot name means: name one ('latest'), or drop them to verify all"
             )
         name = ctx.snapshot(repo, args.snapshot) if args.snapshot else None
-        r = verify(repo, name, args.read_data, BarProgress(ctx.err, not args.quiet), files=args.files)
+        read_data = args.read_data or args.read_data_subset is not None
+        subset = None if args.read_data else args.read_data_subset
+        r = verify(repo, name, read_data, BarProgress(ctx.err, not args.quiet), files=args.files, subset=subset)
     if ctx.json:
         render.print_json(r.as_dict())
     else:
-        _print(ctx, r, args.read_data)
+        _print(ctx, r, read_data)
     if r.status == DAMAGED:
         lost = sum(loss.bytes for loss in r.lost)
         verb = "lacks" if len(r.lost) == 1 else "lack"
@@ -48,6 +54,13 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
         what += [f"{len(r.unreadable)} unreadable index deltas; `liferaft repair` writes them anew"] if r.unreadable else []
         raise VerifyHealed("; ".join(what))
     return 0
+
+
+def _subset(text: str) -> tuple[int, int]:
+    try:
+        return parse_subset(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _print(ctx: Context, r: VerifyResult, read_data: bool) -> None:
@@ -71,7 +84,8 @@ def _print(ctx: Context, r: VerifyResult, read_data: bool) -> None:
         ctx.note(note)
     what = f"{render.count(r.snapshots, 'snapshot')}, {render.count(r.chunks, 'chunk reference')}"
     if read_data:
-        what += f", {render.count(r.packs, 'pack')} ({render.size(r.bytes_read)}) read"
+        share = f" of share {r.subset}" if r.subset else ""
+        what += f", {render.count(r.packs, 'pack')}{share} ({render.size(r.bytes_read)}) read"
     if r.damaged:
         what += f"; {r.damaged} damaged chunks, {r.healed} healed"
     word = {CLEAN: "ok", HEALED: "ok (healed)", DAMAGED: "FAILED"}[r.status]

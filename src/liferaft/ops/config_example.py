@@ -47,6 +47,6 @@ keep = { hourly = 24, daily = 7, weekly = 4, monthly = 12 }   # retention after 
 # before = "systemctl stop myapp-cache"     # hooks: shell commands; LIFERAFT_JOB, LIFERAFT_RESULT are set
 # after = "..."
 # on_failure = "..."
-verify = { schedule = "Sun 04:00", read_data = false }        # read_data = true: decrypt and check every blob
+verify = { schedule = "daily", read_data = "1/7" }  # a seventh of the packs read each run (all in 7 runs); true: all
 # drill = { schedule = "Sat 03:00" }        # boot each new snapshot in QEMU until its login prompt
 """

@@ -49,7 +49,9 @@ class Task:
     """A verify or drill that runs on its own schedule."""
 
     schedule: Schedule
-    read_data: bool = False
+    read_share: int = 0
+    """verify: 0 reads no pack data, 1 every pack each run, N one N-th of the packs each run,
+    the next share the next run (everything within N runs)."""
 
 
 @dataclass(frozen=True)
@@ -109,8 +111,9 @@ class _Where:
     def line(self, table: str, key: str | None = None) -> int:
         header = re.compile(r"^\s*\[+\s*" + re.escape(table).replace(r"\.", r"\s*\.\s*") + r"\s*\]+")
         start = next((i for i, ln in enumerate(self.lines) if header.match(ln)), None)
-        if start is None:
-            return 1
+        if start is None:  # an inline table (verify = { ... }): the line of its key in the table above
+            parent, dot, name = table.rpartition(".")
+            return self.line(parent, name) if dot else 1
         if key is None:
             return start + 1
         for i in range(start + 1, len(self.lines)):
@@ -246,8 +249,16 @@ class _Parser:
     def task(self, j: dict[str, Any], table: str, key: str) -> Task | None:
         if key not in j:
             return None
-        t = self.table(j[key], f"{table}.{key}", {"schedule", "read_data"})
-        return Task(self.schedule(t, f"{table}.{key}"), bool(self.get(t, f"{table}.{key}", "read_data", bool, False)))
+        where = f"{table}.{key}"
+        t = self.table(j[key], where, {"schedule", "read_data"} if key == "verify" else {"schedule"})
+        read = self.get(t, where, "read_data", (bool, str), False)
+        if isinstance(read, bool):
+            return Task(self.schedule(t, where), int(read))
+        k, sep, n = read.partition("/")
+        if not (k.strip() == "1" and sep and n.strip().isdigit() and int(n) >= 1):
+            why = f"read_data must be true, false or a share '1/N' (1/7: a seventh of the packs each run), not {read!r}"
+            raise self.fail(where, "read_data", why)
+        return Task(self.schedule(t, where), int(n))
 
     def job(self, name: str, j: Any, repos: dict[str, RepositoryConfig]) -> JobConfig:
         table = f"jobs.{name}"

@@ -5,7 +5,9 @@ Structure (default): every snapshot opens, its chunk map reads, every chunk it n
 index (or, with a delta lost or unreadable, in a pack's footer), and every pack the index names
 exists with room for its blobs. ``read_data``: every pack is read whole and every blob must open
 and hash back to its chunk id; a pack whose bytes do not match its name, or whose footer does not
-open, while every blob is intact, loses nothing and is named as such. The index is rebuilt from
+open, while every blob is intact, loses nothing and is named as such. ``subset`` (k, n) reads only
+the k-th of n shares of the packs, by pack id: n runs with k = 1..n read every pack once, and a
+pack written since falls into a share as well, so a rotating share reads everything within n runs. The index is rebuilt from
 the store's deltas for this, never taken from the local cache.
 
 Damage found is recorded in the repository (``repo.damage``): the index then leaves those blobs
@@ -69,6 +71,8 @@ class VerifyResult:
     chunks: int = 0
     packs: int = 0
     bytes_read: int = 0
+    subset: str = ""
+    """The share of the packs that was read ('3/7'), when not all of them were."""
     unreferenced_packs: int = 0
     errors: list[str] = field(default_factory=list)
     """Structural problems: a snapshot that does not open."""
@@ -105,11 +109,12 @@ class VerifyResult:
 
 def verify(
     repo: Repository, name: str | None = None, read_data: bool = False, progress: Progress | None = None,
-    cancel: Cancel | None = None, files: bool = False,
+    cancel: Cancel | None = None, files: bool = False, subset: tuple[int, int] | None = None,
 ) -> VerifyResult:  # fmt: skip
     """name: only that snapshot (and with read_data only its packs). cancel: another thread may
     stop the check (Interrupted). files: name the files that lost bytes fall in, where the
-    filesystem can say (each snapshot that lacks data is mounted for it)."""
+    filesystem can say (each snapshot that lacks data is mounted for it). subset (k, n): with
+    read_data, read only the k-th of n shares of the packs."""
     progress = progress or NoProgress()
     started = time.monotonic()
     result = VerifyResult()
@@ -133,6 +138,9 @@ def verify(
             result.unreferenced_packs = len(stored - indexed)
             if read_data:
                 wanted = {p.hex() for p in needed} if name else indexed
+                if subset:
+                    wanted = {p for p in wanted if in_share(p, *subset)}
+                    result.subset = f"{subset[0]}/{subset[1]}"
                 found = _read_packs(
                     repo, index, sorted((wanted & stored) - {p.hex() for p in bad_packs}), result, progress, cancel
                 )
@@ -152,6 +160,20 @@ def verify(
     result.warnings = list(repo.warnings)
     result.seconds = time.monotonic() - started
     return result
+
+
+def in_share(pack_hex: str, k: int, n: int) -> bool:
+    """Whether a pack is in the k-th of n shares (1 <= k <= n): pack ids are hashes, so the
+    shares are about equal."""
+    return int(pack_hex[:8], 16) % n == k - 1
+
+
+def parse_subset(text: str) -> tuple[int, int]:
+    """'K/N' (1 <= K <= N) as (K, N); ValueError otherwise."""
+    k, sep, n = text.partition("/")
+    if not (sep and k.strip().isdigit() and n.strip().isdigit() and 1 <= int(k) <= int(n)):
+        raise ValueError(f"{text!r} is not K/N with 1 <= K <= N (e.g. 1/7: the first of seven shares of the packs)")
+    return int(k), int(n)
 
 
 def _record(repo: Repository, record: DamageRecord) -> str:
