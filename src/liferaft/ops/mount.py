@@ -11,6 +11,7 @@ pack deleted underneath, damage) gives the reader EIO and a log line, never wron
 
 from __future__ import annotations
 
+import ctypes.util
 import errno
 import logging
 import os
@@ -35,6 +36,8 @@ from liferaft.repo.repository import Repository
 
 log = logging.getLogger("liferaft.mount")
 
+THREADS = 16
+"""FUSE requests served at once, at most (libfuse 3)."""
 MOUNT_WAIT_S = 30.0
 """How long the FUSE loop may take to make the mount (a bound, not a timing: it is ready in
 milliseconds) and to end once unmounted."""
@@ -52,6 +55,8 @@ def image_files(snap: Snapshot) -> dict[str, tuple[int, int]]:
 
 
 def _fuse() -> Any:
+    if not {"FUSE_LIBRARY_PATH", "FUSE_LIBRARY_NAME"} & set(os.environ) and ctypes.util.find_library("fuse3"):
+        os.environ["FUSE_LIBRARY_NAME"] = "fuse3"  # mfusepy takes libfuse 2 first where both are installed
     try:
         import mfusepy
     except (ImportError, OSError) as exc:  # the package, or libfuse itself, is missing
@@ -73,6 +78,14 @@ class _ImageFiles:
         if found is None:
             raise self.fuse.FuseOSError(errno.ENOENT)
         return found
+
+    def init_with_config(self, conn: Any, config: Any) -> None:
+        """libfuse 3: direct I/O, so that a read goes to this process as the reader sized it (up
+        to 1 MiB a request), and is copied once, into the reader's buffer, not through the page
+        cache in 128 KiB read-ahead requests (measured: 4 GiB read with dd in 2.7-2.9 s, against
+        3.2-3.8 s with a 4 MiB read-ahead, 5.7 s with libfuse 2)."""
+        if config is not None:
+            config.direct_io = 1
 
     def getattr(self, path: str, fh: Any = None) -> dict[str, Any]:
         times = {"st_mtime": self.mtime, "st_atime": self.mtime, "st_ctime": self.mtime}
@@ -144,9 +157,11 @@ class Mount:
 
     def _serve(self) -> None:
         try:
+            # libfuse 3's loop, bounded (3.14 warns of an unset idle-thread bound); libfuse 2 knows neither option
+            more = {"max_threads": THREADS, "max_idle_threads": THREADS} if self._fuse.fuse_version_major == 3 else {}
             self._fuse.FUSE(
                 self._ops, str(self.directory), foreground=True, ro=True, fsname="liferaft", subtype="liferaft",
-                default_permissions=True,
+                default_permissions=True, **more,
             )  # fmt: skip
         except BaseException as exc:  # reported by __enter__ (or ignored after an unmount)
             self._failure = exc
