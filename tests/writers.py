@@ -2,8 +2,8 @@
 
 ``python3 tests/writers.py KIND DIR JOURNAL [BYTES_PER_S]`` runs until SIGTERM
 (``python3 tests/writers.py flood INSTANCE SECONDS`` overruns a trace instance instead). Each
-kind writes checksummed data into DIR and appends ``<sequence> <wall time>`` to JOURNAL (on another
-filesystem) once a write is durable, so a check knows what was committed before a freeze:
+kind writes checksummed data into DIR and appends ``<sequence> <wall time> <bytes>`` to JOURNAL (on
+another filesystem) once a write is durable, so a check knows what was committed before a freeze:
 - ``sqlite``: a WAL-mode database, one row per transaction (synchronous=FULL);
 - ``log``: an append-only log, one record per write, each fsync'ed;
 - ``overwrite``: random runs of 16 4 KiB blocks of a 32 MiB file rewritten in place (no fsync;
@@ -65,6 +65,7 @@ def run(kind: str, where: Path, journal: Path, rate: float) -> None:
     print("ready", file=out)
     while not stop:
         seq += 1
+        was = written
         if kind == "sqlite":
             payload = rng.randbytes(rng.randrange(512, 8192))
             db.execute("INSERT INTO rows VALUES (?, ?, ?)", (seq, payload, hashlib.sha256(payload).hexdigest()))
@@ -78,7 +79,7 @@ def run(kind: str, where: Path, journal: Path, rate: float) -> None:
             n = rng.randrange(BIG_BLOCKS // RUN) * RUN
             os.pwrite(fd, b"".join(_block(n + k, seq, rng) for k in range(RUN)), n * BLOCK)
             written += RUN * BLOCK
-        print(f"{seq} {time.time():.6f}", file=out)
+        print(f"{seq} {time.time():.6f} {written - was}", file=out)
         ahead = written / rate - (time.monotonic() - started)
         if ahead > 0:
             time.sleep(ahead)
@@ -121,7 +122,7 @@ def committed_before(journal: Path, instant: float) -> int:
     best = 0
     for line in journal.read_text().splitlines():
         parts = line.split()
-        if len(parts) == 2 and float(parts[1]) < instant:
+        if len(parts) == 3 and float(parts[1]) < instant:
             best = max(best, int(parts[0]))
     return best
 
