@@ -131,6 +131,7 @@ def test_jobs_run_on_schedule_status_reports_them_and_retention_keeps_what_it_sa
     setup.write('schedule = "2s"\nrpo = "1h"\nkeep = { last = 2 }\nverify = { schedule = "2s", read_data = "1/2" }')
     d = setup.start()
     done = wait_for("three good backups", lambda: setup.finished(3, "ok"))
+
     def verified() -> list[dict[str, Any]]:
         return [r for r in setup.runs("verify") if r["result"] == "ok"]
 

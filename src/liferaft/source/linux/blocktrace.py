@@ -134,15 +134,17 @@ class BlockTrace:
             (self.instance / "buffer_size_kb").write_text(str(buffer_kb))
             events = (COMPLETED,) if self.completions else EVENTS
             layouts = dict(_layout(root, event) for event in events)
-            if len(set(layouts.values())) != 1:
-                raise SourceUnreadable(path=dev, detail="this kernel's block events differ in layout; liferaft reads one")
-            self._types, self._layout = frozenset(layouts), next(iter(layouts.values()))
+            self._layout = next(iter(layouts.values()))
+            if any((lay.dev, lay.sector, lay.count) != (self._layout.dev, self._layout.sector, self._layout.count)
+                   for lay in layouts.values()):  # fmt: skip
+                raise SourceUnreadable(path=dev, detail="this kernel's block events place dev, sector and nr_sector apart")
+            self._sizes = {event_id: lay.size for event_id, lay in layouts.items()}
             self._commit_at, self._data_at = _page_layout(root)
             for event in events:
                 (self.instance / event / "filter").write_text(f'dev == {self._kernel_dev} && (rwbs ~ "*W*" || rwbs ~ "*D*")')
                 (self.instance / event / "enable").write_text("1")
             (self.instance / "tracing_on").write_text("1")
-            for raw in sorted((self.instance / "per_cpu").glob("cpu*/trace_pipe_raw")):
+            for raw in sorted((self.instance / "per_cpu").glob("cpu*/trace_pipe_raw")):  # every possible CPU
                 self._pipes.append(os.open(raw, os.O_RDONLY | os.O_NONBLOCK))
         except BaseException:
             self.close()
@@ -171,8 +173,8 @@ class BlockTrace:
         bits (1..28: that many words of data follow; 0: the next word holds the length in bytes,
         itself included; 29 padding, 30 and 31 time stamps), the time delta above them. One
         loop, no calls per record: a tracker drains thousands of records a second all day."""
-        types, dev, start, sectors = self._types, self._kernel_dev, self._start, self._sectors
-        at_dev, at_sector, at_count, size = self._layout.dev, self._layout.sector, self._layout.count, self._layout.size
+        sizes, dev, start, sectors = self._sizes, self._kernel_dev, self._start, self._sectors
+        at_dev, at_sector, at_count = self._layout.dev, self._layout.sector, self._layout.count
         for page in self._pages():
             words = memoryview(page)[: len(page) // 4 * 4].cast("I")
             pos = self._data_at
@@ -192,7 +194,8 @@ class BlockTrace:
                 else:  # a time extend or an absolute time stamp: two words
                     pos += 2
                     continue
-                if words[at] & 0xFFFF not in types or 4 * at + size > len(page) or words[at + at_dev] != dev:
+                size = sizes.get(words[at] & 0xFFFF)  # by common_type
+                if size is None or 4 * at + size > len(page) or words[at + at_dev] != dev:
                     continue  # a marker; (the kernel filter passes this device's writes and discards only)
                 sector = words[at + at_sector] | words[at + at_sector + 1] << 32
                 first, last = max(sector - start, 0), min(sector + words[at + at_count] - start, sectors)
