@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -47,19 +46,13 @@ def served(tmp_path: Path, loopdev: Callable[..., str]) -> Iterator[tuple[str, T
     assert not t.sock_path.exists() and not t.trace.instance.exists()
 
 
-def settle() -> None:
-    time.sleep(0.3)  # events reach the ring buffer; the tracker drains every 0.1 s
-
-
 def test_written_since_an_epoch(served: tuple[str, Tracker]) -> None:
     dev, t = served
     dd_write(dev, 5 * GRAIN + 4096, 4096)
-    settle()
     first = tracking.mark(dev)
     assert first is not None and first.tracker == t.id
     dd_write(dev, 40 * GRAIN, 2 * GRAIN)  # two grains
     dd_write(dev, 100 * GRAIN - 512, 1024)  # straddles grains 99 and 100
-    settle()
     second = tracking.mark(dev)
     assert second is not None and second.epoch == first.epoch + 1
     since = tracking.written_since(dev, t.id, first.epoch)
@@ -78,13 +71,11 @@ def test_lost_events_refuse_every_earlier_epoch(served: tuple[str, Tracker]) -> 
     before = tracking.mark(dev)
     assert before is not None
     writers.flood_trace(t.trace.instance)  # overflows the 64 KiB ring buffer
-    settle()
     since = tracking.written_since(dev, t.id, before.epoch)
     assert since.ranges is None and "lost events" in since.why
     after = tracking.mark(dev)  # a later epoch is fine again
     assert after is not None
     dd_write(dev, 7 * GRAIN, 4096)
-    settle()
     assert tracking.written_since(dev, t.id, after.epoch).ranges == [(7 * GRAIN, GRAIN)]
 
 
@@ -110,7 +101,6 @@ def test_status_for_monitoring(served: tuple[str, Tracker], cli: Callable[..., o
     dev, t = served
     tracking.mark(dev)
     dd_write(dev, 3 * GRAIN, 2 * GRAIN)
-    settle()
     t.persist()
     st = tracking.status(dev)
     assert st is not None and st.tracker == t.id and st.pid == os.getpid() and st.changed_bytes == 2 * GRAIN

@@ -135,7 +135,9 @@ class Tracker:
             return Since(out)
 
     def persist(self) -> None:
+        """Drain (overruns included), then write the state file: it is current when written."""
         with self._lock:
+            self._drain()
             state = {
                 "tracker": self.id,
                 "pid": os.getpid(),
@@ -197,12 +199,12 @@ class Tracker:
                     self._handle(conn)
                 except (OSError, ValueError, TypeError, AttributeError):
                     pass  # no request within the tick, or a malformed one: tracking goes on
-                due = time.monotonic() - persisted > PERSIST_EVERY_S
-                with self._lock:
-                    self._drain(check_overruns=due)
-                if due:
-                    self.persist()
+                if time.monotonic() - persisted > PERSIST_EVERY_S:
+                    self.persist()  # drains, overruns included
                     persisted = time.monotonic()
+                else:
+                    with self._lock:
+                        self._drain(check_overruns=False)
         finally:
             server.close()
             self.sock_path.unlink(missing_ok=True)
