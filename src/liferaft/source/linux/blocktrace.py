@@ -23,6 +23,7 @@ import os
 import re
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -122,6 +123,8 @@ class BlockTrace:
         # completions: every write is seen once it has landed (request-based disks)
         major, minor, self._start, self._sectors, self.completions = _disk_of(dev)
         self._kernel_dev = major << 20 | minor  # the kernel's dev_t layout in these events
+        if sys.byteorder != "little":
+            raise SourceUnreadable(path=dev, detail="the write trace is read on little-endian machines only")
         root = _mount_tracefs()
         remove_stale(root)
         self.instance = root / "instances" / f"liferaft-{os.getpid()}-{os.urandom(3).hex()}"
@@ -172,7 +175,8 @@ class BlockTrace:
         Each page is read as 32-bit words. A record starts with a word: its type in the low 5
         bits (1..28: that many words of data follow; 0: the next word holds the length in bytes,
         itself included; 29 padding, 30 and 31 time stamps), the time delta above them. One
-        loop, no calls per record: a tracker drains thousands of records a second all day."""
+        loop, no function of ours called per record: a tracker drains thousands a second all day.
+        (Little-endian words: the sector's low half first, the commit count's low half first.)"""
         sizes, dev, start, sectors = self._sizes, self._kernel_dev, self._start, self._sectors
         at_dev, at_sector, at_count = self._layout.dev, self._layout.sector, self._layout.count
         for page in self._pages():
