@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import groupby
 
 from liferaft.errors import DeleteRefused, UsageError
-from liferaft.format import SnapshotId
+from liferaft.format import SnapshotId, units
 from liferaft.format.snapshot import Snapshot
 from liferaft.ops.gc import require_deletes
 from liferaft.ops.snapshots import Selection, select
@@ -140,17 +140,5 @@ def forget(
 
 
 def parse_duration(text: str) -> timedelta:
-    """'90s', '15m', '12h', '7d', '2w', '1y2d' (a year: 365 days)."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400, "y": 365 * 86400}
-    total, number = 0, ""
-    for ch in text.strip().lower():
-        if ch.isdigit():
-            number += ch
-        elif ch in units and number:
-            total += int(number) * units[ch]
-            number = ""
-        else:
-            raise ValueError(f"not a duration: {text!r} (e.g. 90s, 12h, 7d, 2w, 1y)")
-    if number or not text.strip():
-        raise ValueError(f"not a duration: {text!r} (e.g. 90s, 12h, 7d, 2w, 1y)")
-    return timedelta(seconds=total)
+    """'90s', '15m', '12h', '7d', '2w', '1y2d' (a year: 365 days); a number needs its unit."""
+    return timedelta(seconds=units.parse_duration(text))

@@ -13,6 +13,8 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from liferaft.format import units
+
 SHORTHANDS = {
     "minutely": "*-*-* *:*:00",
     "hourly": "*-*-* *:00:00",
@@ -25,14 +27,6 @@ SHORTHANDS = {
     "annually": "*-01-01 00:00:00",
 }
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-UNITS = {
-    "s": 1, "sec": 1, "second": 1, "seconds": 1,
-    "m": 60, "min": 60, "minute": 60, "minutes": 60,
-    "h": 3600, "hr": 3600, "hour": 3600, "hours": 3600,
-    "d": 86400, "day": 86400, "days": 86400,
-    "w": 604800, "week": 604800, "weeks": 604800,
-}  # fmt: skip
-_SPAN = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*")
 
 
 class ScheduleError(ValueError):
@@ -40,16 +34,11 @@ class ScheduleError(ValueError):
 
 
 def parse_duration(text: str) -> float:
-    """'90s', '15min', '1h 30min', '2d' -> seconds (a bare number is seconds)."""
-    pos, total, s = 0, 0.0, text.strip().lower()
-    if not s:
-        raise ScheduleError("an empty duration")
-    while pos < len(s):
-        m = _SPAN.match(s, pos)
-        if not m or m.end() == pos or (m.group(2) and m.group(2) not in UNITS):
-            raise ScheduleError(f"{text!r} is not a duration (say 90s, 15min, 2h or 1d)")
-        total += float(m.group(1)) * UNITS[m.group(2) or "s"]
-        pos = m.end()
+    """'90s', '15min', '1h 30min', '2d' -> seconds above zero (a bare number is seconds)."""
+    try:
+        total = units.parse_duration(text, bare_seconds=True)
+    except ValueError:
+        raise ScheduleError(f"{text!r} is not a duration (say 90s, 15min, 2h or 1d)") from None
     if total <= 0:
         raise ScheduleError(f"{text!r} is not a positive duration")
     return total
