@@ -247,6 +247,23 @@ def test_failure_and_recovery_are_mailed_and_posted_and_status_fails_meanwhile(
     wait_for("status healthy again", lambda: setup.status()[0] == 0)
 
 
+def test_a_verify_that_finds_damage_makes_the_job_unhealthy(setup: Setup, cli: Callable[..., Result]) -> None:
+    assert cli("backup", str(setup.source), repo=setup.repo).code == 0
+    pack = next(p for p in (setup.repo / "packs").rglob("*") if p.is_file())
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a flipped byte on the repository's disk
+    pack.write_bytes(bytes(data))
+    setup.write('schedule = "1d"\nverify = { schedule = "2s", read_data = true }')  # no backup comes to heal it
+    setup.start()
+    failed = wait_for("a verify that fails", lambda: [r for r in setup.runs("verify") if r["result"] == "failed"])
+    assert failed[0]["exit_code"] == 50, failed[0]
+    code, st = setup.status()
+    assert code == 82 and st["jobs"][0]["failing"] and st["jobs"][0]["last_verify"]["result"] == "failed"
+    text = subprocess.run([PYTHON, "-m", "liferaft", "status", "-c", str(setup.config)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert text.returncode == 82 and "last verify failed" in text.stdout and "verify found a problem" in text.stdout
+
+
 def test_a_slot_missed_while_stopped_runs_once_when_the_daemon_is_back(setup: Setup) -> None:
     setup.write('schedule = "*:*:0/3"')  # every 3 s, on the clock
     d = setup.start()

@@ -58,7 +58,8 @@ def run(args: argparse.Namespace, ctx: Context) -> int:
                 more.append(f"tracker {j.tracking}")
             for what, run_ in (("verify", j.last_verify), ("drill", j.last_drill)):
                 if run_:
-                    more.append(f"last {what} {run_['result']} at {_when(run_['started'])}")
+                    why = f": {run_['message']}" if run_["result"] == "failed" else ""
+                    more.append(f"last {what} {run_['result']} at {_when(run_['started'])}{why}")
             if j.repository_free is not None:
                 more.append(f"{render.size(j.repository_free)} free at the repository")
             if last and last["result"] == "failed":

@@ -78,7 +78,9 @@ class Metrics:
                 "liferaft_last_stored_bytes", "bytes the last backup stored", labels, registry=self.registry
             ),
             "rpo_age": Gauge("liferaft_rpo_age_seconds", "age of the newest good snapshot", labels, registry=self.registry),
-            "failing": Gauge("liferaft_job_failing", "1 when the last run of the job failed", labels, registry=self.registry),
+            "failing": Gauge(
+                "liferaft_job_failing", "1 when its last backup, verify or drill failed", labels, registry=self.registry
+            ),
         }
         if listen:
             from prometheus_client import start_http_server

@@ -454,6 +454,6 @@ class Daemon:
             ok, last = self.state.last(job.name, "backup", "ok"), self.state.last(job.name, "backup")
             out.append(alerts.JobMetrics(
                 job.name, ok.ended if ok else None, last.duration if last else None, last.new_bytes if last else None,
-                last.stored_bytes if last else None, self.state.rpo_age(job.name, now), bool(last and last.result == "failed"),
+                last.stored_bytes if last else None, self.state.rpo_age(job.name, now), self.state.failing(job.name),
             ))  # fmt: skip
         self.metrics.update(out)

@@ -127,6 +127,11 @@ class JobState:
         started = json.loads(self.fact("daemon") or "{}").get("started")
         return now - started if started else None
 
+    def failing(self, job: str) -> bool:
+        """The job's last backup, verify or drill failed (a damaged repository or a snapshot that
+        does not boot is as much a failure as a backup that did not run)."""
+        return any((r := self.last(job, kind)) is not None and r.result == "failed" for kind in ("backup", "verify", "drill"))
+
     # --- plans
     def plan(self, job: str, kind: str) -> Plan:
         row = self._run(

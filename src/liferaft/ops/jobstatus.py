@@ -4,11 +4,12 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import psutil
 
 from liferaft.ops.jobconfig import Config
 from liferaft.ops.jobstate import JobState, Run
@@ -26,6 +27,7 @@ class JobStatus:
     rpo: float | None
     rpo_ok: bool
     failing: bool
+    """Its last backup, verify or drill failed."""
     failures: int
     tracking: str | None
     last_verify: dict[str, Any] | None
@@ -59,18 +61,6 @@ def _brief(run: Run | None) -> dict[str, Any] | None:
     }  # fmt: skip
 
 
-def _alive(pid: int | None) -> bool:
-    if not pid:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def status(config: Config) -> DaemonStatus:
     state = JobState(config.state_dir / "state.db")
     try:
@@ -91,16 +81,17 @@ def status(config: Config) -> DaemonStatus:
                     free = shutil.disk_usage(location.removeprefix("file://")).free
                 except OSError:
                     free = None
+            verify, drill = state.last(job.name, "verify"), state.last(job.name, "drill")
             jobs.append(JobStatus(
                 job=job.name, source=job.source, repository=job.repository, last_run=_brief(last), next_run=plan.next_run,
                 last_success=ok.ended if ok else None, rpo_age=age, rpo=job.rpo,
                 rpo_ok=job.rpo is None or (age is not None and age <= job.rpo),
-                failing=bool(last and last.result == "failed"), failures=plan.failures,
+                failing=state.failing(job.name), failures=plan.failures,
                 tracking=(tracker or {}).get("state") if job.track else None,
-                last_verify=_brief(state.last(job.name, "verify")), last_drill=_brief(state.last(job.name, "drill")),
+                last_verify=_brief(verify), last_drill=_brief(drill),
                 repository_free=free,
             ))  # fmt: skip
-        return DaemonStatus(pid, _alive(pid), float(beat) if beat else None, jobs)
+        return DaemonStatus(pid, bool(pid) and psutil.pid_exists(pid), float(beat) if beat else None, jobs)
     finally:
         state.close()
 
