@@ -27,6 +27,9 @@ CREATE TABLE IF NOT EXISTS facts (key TEXT PRIMARY KEY, value TEXT);
 """
 LOG_LIMIT = 64 * 1024
 """Of a run's output, the last this many characters are kept (the error is at the end)."""
+KEEP_RUNS = 1000
+"""Runs kept per job and kind (a job every 5 minutes: three and a half days of history; the
+newest good one is always kept, for the RPO): the database stays small for years."""
 
 
 @dataclass(frozen=True)
@@ -62,9 +65,9 @@ class Plan:
 
 
 class JobState:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep_runs: int = KEEP_RUNS) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self.path = path
+        self.path, self.keep_runs = path, keep_runs
         self._lock = threading.Lock()
         self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None, timeout=30)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -93,6 +96,13 @@ class JobState:
             "UPDATE runs SET ended=?, result=?, exit_code=?, log=?, message=?, new_bytes=?, stored_bytes=?, snapshot=?"
             " WHERE id=?",
             time.time(), result, exit_code, log[-LOG_LIMIT:], message, new_bytes, stored_bytes, snapshot, run_id,
+        )  # fmt: skip
+        job, kind = self._run("SELECT job, kind FROM runs WHERE id=?", run_id).fetchone()
+        self._run(  # past keep_runs of this job and kind, the oldest go; the newest good one stays, for the RPO
+            "DELETE FROM runs WHERE job=?1 AND kind=?2"
+            " AND id <= (SELECT id FROM runs WHERE job=?1 AND kind=?2 ORDER BY id DESC LIMIT 1 OFFSET ?3)"
+            " AND id IS NOT (SELECT MAX(id) FROM runs WHERE job=?1 AND kind=?2 AND result='ok')",
+            job, kind, self.keep_runs,
         )  # fmt: skip
 
     def abandon_running(self) -> None:
